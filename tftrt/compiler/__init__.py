@@ -1,0 +1,1 @@
+"""The compiler: load+freeze, IR, passes, lowering, codegen, save/load."""

@@ -1,0 +1,124 @@
+"""The IR: a GraphDef as a ``networkx.MultiDiGraph``, and back, losslessly.
+
+Nodes are keyed by TF node name and carry:
+  ``op``, ``node_def`` (the NodeDef with its inputs cleared: attrs, device,
+  debug info stay exact), ``index`` (position in the GraphDef),
+  ``output_dtypes`` / ``output_shapes`` (inferred by TensorFlow).
+Edges carry ``src_slot`` (-1 for control), ``dst_slot`` (the input index for
+data edges, -1 for control), ``control`` and ``pos`` (position in the
+consumer's input list, which fixes the order on the way back).
+Graph attributes: ``versions`` and ``library`` (serialized protos).
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2, node_def_pb2
+
+from tftrt.compiler.tfattrs import decode_attrs
+
+IR = nx.MultiDiGraph
+
+
+def parse_input(ref: str) -> tuple[str, int, bool]:
+    """'name', 'name:2' or '^name' -> (name, slot, is_control); control slot is -1."""
+    if ref.startswith("^"):
+        return ref[1:], -1, True
+    name, sep, slot = ref.rpartition(":")
+    if sep and slot.isdigit():
+        return name, int(slot), False
+    return ref, 0, False
+
+
+def tensor_ref(name: str, slot: int) -> str:
+    return f"{name}:{slot}"
+
+
+def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True) -> IR:
+    """Import a GraphDef into the IR, with TensorFlow's inferred dtypes and shapes."""
+    g = nx.MultiDiGraph()
+    g.graph["versions"] = graph_def.versions.SerializeToString()
+    g.graph["library"] = graph_def.library.SerializeToString()
+    for idx, nd in enumerate(graph_def.node):
+        if nd.name in g:
+            raise ValueError(f"GraphDef has two nodes named {nd.name!r}")
+        stripped = node_def_pb2.NodeDef()
+        stripped.CopyFrom(nd)
+        del stripped.input[:]
+        g.add_node(nd.name, op=nd.op, node_def=stripped, index=idx,
+                   output_dtypes=[], output_shapes=[])
+    for nd in graph_def.node:
+        for pos, ref in enumerate(nd.input):
+            src, slot, control = parse_input(ref)
+            if src not in g:
+                raise ValueError(f"node {nd.name!r} reads {ref!r}, which is not in the graph")
+            g.add_edge(src, nd.name, src_slot=slot, dst_slot=-1 if control else pos,
+                       control=control, pos=pos, ref=ref)
+    if infer_shapes:
+        annotate_shapes(g, graph_def)
+    return g
+
+
+def annotate_shapes(g: IR, graph_def: graph_pb2.GraphDef) -> None:
+    """Set ``output_dtypes``/``output_shapes`` on every node from TensorFlow's shape inference."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    for op in graph.get_operations():
+        if op.name not in g:
+            continue
+        dtypes, shapes = [], []
+        for t in op.outputs:
+            dt = t.dtype
+            dtypes.append(np.dtype(dt.as_numpy_dtype) if dt.is_numpy_compatible else None)
+            shapes.append(None if t.shape.rank is None else tuple(t.shape.as_list()))
+        g.nodes[op.name]["output_dtypes"] = dtypes
+        g.nodes[op.name]["output_shapes"] = shapes
+
+
+def node_inputs(g: IR, name: str) -> list[str]:
+    """The node's input list as in a NodeDef ("src:slot" for data, "^src" for control)."""
+    edges = sorted(g.in_edges(name, data=True), key=lambda e: e[2]["pos"])
+    return [_ref_string(s, d) for s, _, d in edges]
+
+
+def _ref_string(src: str, d: dict) -> str:
+    if d.get("ref") and parse_input(d["ref"]) == (src, d["src_slot"], d["control"]):
+        return d["ref"]
+    if d["control"]:
+        return "^" + src
+    return src if d["src_slot"] == 0 else tensor_ref(src, d["src_slot"])
+
+
+def data_inputs(g: IR, name: str) -> list[str]:
+    """The node's data inputs, in input order, as "src:slot"."""
+    edges = [e for e in g.in_edges(name, data=True) if not e[2]["control"]]
+    edges.sort(key=lambda e: e[2]["dst_slot"])
+    return [tensor_ref(s, d["src_slot"]) for s, _, d in edges]
+
+
+def attrs(g: IR, name: str) -> dict:
+    return decode_attrs(g.nodes[name]["node_def"].attr)
+
+
+def to_graph_def(g: IR) -> graph_pb2.GraphDef:
+    """The IR as a GraphDef, in original node order (new nodes last, by name)."""
+    out = graph_pb2.GraphDef()
+    out.versions.ParseFromString(g.graph.get("versions", b""))
+    out.library.ParseFromString(g.graph.get("library", b""))
+    order = sorted(g.nodes, key=lambda n: (g.nodes[n].get("index", float("inf")), n))
+    for name in order:
+        nd = out.node.add()
+        nd.CopyFrom(g.nodes[name]["node_def"])
+        nd.name = name
+        del nd.input[:]
+        nd.input.extend(node_inputs(g, name))
+    return out
+
+
+def topological_order(g: IR) -> list[str]:
+    """Nodes in a deterministic topological order (ties broken by GraphDef position)."""
+    return list(nx.lexicographical_topological_sort(
+        g, key=lambda n: (g.nodes[n].get("index", float("inf")), n)))

@@ -1,0 +1,137 @@
+"""Lowering: a segment of the IR -> an ONNX model, through the converter registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from tftrt.compiler import ir as irmod
+from tftrt.compiler.ir import IR
+from tftrt.converters.context import LoweringContext, NodeInfo, Shape
+from tftrt.plugins.manager import Registry
+
+OPSET = 17
+
+
+class LoweringError(RuntimeError):
+    """A node of a segment could not be lowered to ONNX."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    ref: str  # TF tensor "node:slot"
+    dtype: np.dtype
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class LoweredSegment:
+    model: onnx.ModelProto
+    inputs: tuple[TensorSpec, ...]  # engine input k <- TF tensor inputs[k].ref
+    outputs: tuple[TensorSpec, ...]  # TF tensor outputs[k].ref <- engine output k
+
+
+def input_name(k: int) -> str:
+    return f"TensorRTInputPH_{k}"
+
+
+def output_name(k: int) -> str:
+    return f"TensorRTOutputPH_{k}"
+
+
+def node_info(g: IR, name: str, dynamic_shape: bool = False) -> NodeInfo:
+    """What a converter needs to know about IR node ``name``."""
+    data = g.nodes[name]
+    inputs = irmod.data_inputs(g, name)
+    dtypes, shapes, consts = [], [], []
+    for ref in inputs:
+        src, slot, _ = irmod.parse_input(ref)
+        sd = g.nodes[src]
+        dtypes.append(_at(sd["output_dtypes"], slot))
+        shapes.append(_at(sd["output_shapes"], slot))
+        consts.append(irmod.attrs(g, src).get("value") if sd["op"] == "Const" else None)
+    return NodeInfo(name=name, op=data["op"], attrs=irmod.attrs(g, name), inputs=inputs,
+                    input_dtypes=dtypes, input_shapes=shapes, input_consts=consts,
+                    output_dtypes=list(data["output_dtypes"]),
+                    output_shapes=list(data["output_shapes"]), dynamic_shape=dynamic_shape)
+
+
+def _at(lst: list, i: int):
+    return lst[i] if i < len(lst) else None
+
+
+def tensor_spec(g: IR, ref: str) -> TensorSpec:
+    src, slot, _ = irmod.parse_input(ref)
+    d = g.nodes[src]
+    return TensorSpec(ref, _at(d["output_dtypes"], slot), _at(d["output_shapes"], slot))
+
+
+def segment_io(g: IR, nodes: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The data tensors entering and leaving a segment, deduplicated, in a stable order."""
+    members = set(nodes)
+    order = sorted(members, key=lambda n: g.nodes[n]["index"])
+    ins: list[str] = []
+    outs: list[str] = []
+    for n in order:
+        for ref in irmod.data_inputs(g, n):
+            src = irmod.parse_input(ref)[0]
+            if src not in members and ref not in ins:
+                ins.append(ref)
+    for n in order:
+        refs = set()
+        for _, dst, d in g.out_edges(n, data=True):
+            if not d["control"] and dst not in members:
+                refs.add(irmod.tensor_ref(n, d["src_slot"]))
+        outs.extend(sorted(refs, key=lambda r: irmod.parse_input(r)[1]))
+    return ins, outs
+
+
+def lower_segment(g: IR, nodes: Iterable[str], registry: Registry, name: str,
+                  outputs: Sequence[str] | None = None, dynamic_shape: bool = False,
+                  ) -> LoweredSegment:
+    """Lower the IR nodes ``nodes`` into one ONNX model named ``name``.
+
+    ``outputs`` defaults to every tensor that leaves the segment.
+    """
+    members = set(nodes)
+    ins, outs = segment_io(g, members)
+    if outputs is not None:
+        outs = list(outputs)
+    in_specs = [tensor_spec(g, r) for r in ins]
+    out_specs = [tensor_spec(g, r) for r in outs]
+    infos = [node_info(g, n, dynamic_shape) for n in irmod.topological_order(g.subgraph(members))]
+    model = lower_nodes(infos, in_specs, out_specs, registry, name)
+    return LoweredSegment(model, tuple(in_specs), tuple(out_specs))
+
+
+def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
+                outputs: Sequence[TensorSpec], registry: Registry, name: str) -> onnx.ModelProto:
+    """Run the converters of ``infos`` (in topological order) and build the ONNX model."""
+    ctx = LoweringContext(opset=OPSET)
+    for k, spec in enumerate(inputs):
+        ctx.bind(spec.ref, input_name(k))
+    for info in infos:
+        conv = registry.converter(info.op)
+        if conv is None:
+            raise LoweringError(f"no converter for op {info.op} (node {info.name})")
+        if info.op in registry.fake_ops:
+            raise LoweringError(f"op {info.op} is in TF_TRT_OP_FAKELIST (node {info.name})")
+        try:
+            conv.convert(ctx, info)
+        except LoweringError:
+            raise
+        except Exception as exc:  # a converter bug must name its node
+            raise LoweringError(f"converting {info.op} node {info.name!r} failed: {exc}") from exc
+    out_vi = []
+    for k, spec in enumerate(outputs):
+        src = ctx.as_layout(spec.ref, None)
+        out = output_name(k)
+        ctx.node("Identity", [src], hint=out)
+        # the Identity's output got a unique name; rename it to the port name
+        ctx.nodes[-1].output[0] = out
+        out_vi.append((out, spec.dtype, spec.shape))
+    in_vi = [(input_name(k), s.dtype, s.shape) for k, s in enumerate(inputs)]
+    return ctx.make_model(in_vi, out_vi, name)

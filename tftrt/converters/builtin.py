@@ -1,0 +1,21 @@
+"""The built-in converter plugin: every op family module of this package."""
+
+from __future__ import annotations
+
+from tftrt.converters import (
+    activations,
+    conv,
+    elementwise,
+    matrix,
+    reduce,
+    shape,
+    structural,
+)
+from tftrt.converters.base import collect
+from tftrt.plugins.hookspecs import hookimpl
+from tftrt.plugins.types import OpConverter
+
+
+@hookimpl
+def tftrt_op_converters() -> list[OpConverter]:
+    return collect(structural, elementwise, activations, conv, matrix, shape, reduce)

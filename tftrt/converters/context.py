@@ -1,0 +1,213 @@
+"""What a converter sees (``NodeInfo``) and what it writes to (``LoweringContext``).
+
+Layouts: every TF tensor lowered into a segment is held as an ONNX tensor plus
+a permutation ``perm`` such that ``onnx_tensor == transpose(tf_tensor, perm)``
+(``None`` means the TF layout). Layout-aware converters (convolution, pooling,
+elementwise ops) consume and produce permuted tensors directly, so a chain of
+NHWC ops lowers to NCHW ONNX with transposes only at the chain's ends.
+Converters that need the TF layout ask for it and get one cached Transpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+Perm = tuple[int, ...] | None
+Shape = tuple[int | None, ...] | None  # None: unknown rank; None dim: unknown size
+
+NHWC_TO_NCHW: tuple[int, ...] = (0, 3, 1, 2)
+NCHW_TO_NHWC: tuple[int, ...] = (0, 2, 3, 1)
+
+FLOAT_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float16)})
+
+
+def invert_perm(perm: Sequence[int]) -> tuple[int, ...]:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+def compose_perm(first: Perm, second: Perm) -> Perm:
+    """The permutation equal to applying ``first`` then ``second``."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    out = tuple(first[i] for i in second)
+    return None if out == tuple(range(len(out))) else out
+
+
+def onnx_dtype(dtype: np.dtype) -> int:
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+@dataclass
+class NodeInfo:
+    """A TF node as a converter sees it: op, decoded attrs, and its inputs' facts."""
+
+    name: str
+    op: str
+    attrs: dict[str, Any]
+    inputs: list[str]  # data inputs as "node:slot"
+    input_dtypes: list[np.dtype | None]
+    input_shapes: list[Shape]
+    input_consts: list[np.ndarray | None]
+    output_dtypes: list[np.dtype | None]
+    output_shapes: list[Shape]
+    dynamic_shape: bool = False
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+    def const(self, i: int) -> np.ndarray | None:
+        """The value of input ``i`` if its producer is a Const, else None."""
+        return self.input_consts[i]
+
+    def rank(self, i: int) -> int | None:
+        shape = self.input_shapes[i]
+        return None if shape is None else len(shape)
+
+
+@dataclass
+class LoweringContext:
+    """Accumulates one segment's ONNX graph while converters run."""
+
+    opset: int = 17
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    initializers: list[onnx.TensorProto] = field(default_factory=list)
+    # TF tensor "node:slot" -> (onnx name, perm)
+    tensors: dict[str, tuple[str, Perm]] = field(default_factory=dict)
+    _names: set[str] = field(default_factory=set)
+    _transposed: dict[tuple[str, Perm], str] = field(default_factory=dict)
+    _const_cache: dict[tuple[str, bytes, tuple[int, ...]], str] = field(default_factory=dict)
+
+    # -- naming -------------------------------------------------------------
+    def unique(self, hint: str) -> str:
+        base = hint.replace(":", "_") or "t"
+        name, k = base, 0
+        while name in self._names:
+            k += 1
+            name = f"{base}__{k}"
+        self._names.add(name)
+        return name
+
+    # -- graph inputs/outputs ------------------------------------------------
+    def bind(self, ref: str, onnx_name: str, perm: Perm = None) -> None:
+        """Make TF tensor ``ref`` available as ``onnx_name`` (permuted by ``perm``)."""
+        self._names.add(onnx_name)
+        self.tensors[ref] = (onnx_name, perm)
+
+    def lookup(self, ref: str) -> tuple[str, Perm]:
+        try:
+            return self.tensors[ref]
+        except KeyError:
+            raise KeyError(f"tensor {ref} has not been lowered yet") from None
+
+    def as_layout(self, ref: str, perm: Perm) -> str:
+        """ONNX name of TF tensor ``ref`` permuted by ``perm`` (None: TF layout)."""
+        name, have = self.lookup(ref)
+        if have == perm:
+            return name
+        # x_have = transpose(x, have); want transpose(x, perm) = transpose(x_have, p)
+        p = compose_perm(invert_perm(have) if have is not None else None, perm)
+        if p is None:
+            return name
+        key = (name, p)
+        if key not in self._transposed:
+            self._transposed[key] = self.node("Transpose", [name], perm=list(p),
+                                              hint=f"{name}_perm")
+        return self._transposed[key]
+
+    # -- converter-facing helpers -------------------------------------------
+    def input(self, node: NodeInfo, i: int) -> str:
+        """Input ``i`` of ``node`` in TF layout."""
+        return self.as_layout(node.inputs[i], None)
+
+    def input_any(self, node: NodeInfo, i: int) -> tuple[str, Perm]:
+        """Input ``i`` of ``node`` in whatever layout it has."""
+        return self.lookup(node.inputs[i])
+
+    def input_as(self, node: NodeInfo, i: int, perm: Perm) -> str:
+        return self.as_layout(node.inputs[i], perm)
+
+    def set_output(self, node: NodeInfo, slot: int, onnx_name: str, perm: Perm = None) -> None:
+        self.tensors[f"{node.name}:{slot}"] = (onnx_name, perm)
+
+    def node(self, op_type: str, inputs: Sequence[str], *, outputs: int = 1,
+             hint: str | None = None, domain: str = "", **attrs: Any) -> Any:
+        """Append an ONNX node; returns its output name (or names if ``outputs`` > 1)."""
+        hint = hint or op_type
+        outs = [self.unique(f"{hint}_out{k}" if outputs > 1 else hint) for k in range(outputs)]
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs,
+                                           name=self.unique(f"{hint}/{op_type}"),
+                                           domain=domain or None, **attrs))
+        return outs if outputs > 1 else outs[0]
+
+    def const(self, value: Any, hint: str = "const", dtype: Any = None) -> str:
+        """An initializer holding ``value``; identical constants are shared."""
+        arr = np.asarray(value, dtype=dtype)
+        if arr.dtype == np.float64 and dtype is None:
+            arr = arr.astype(np.float32)
+        key = (arr.dtype.str, arr.tobytes(), arr.shape)
+        if key in self._const_cache:
+            return self._const_cache[key]
+        name = self.unique(hint)
+        self.initializers.append(numpy_helper.from_array(arr, name))
+        self._const_cache[key] = name
+        return name
+
+    def int64s(self, values: Sequence[int], hint: str = "ints") -> str:
+        return self.const(np.asarray(list(values), dtype=np.int64), hint)
+
+    # -- finishing ----------------------------------------------------------
+    def make_model(self, inputs: Sequence[tuple[str, np.dtype, Shape]],
+                   outputs: Sequence[tuple[str, np.dtype, Shape]],
+                   name: str) -> onnx.ModelProto:
+        """The ONNX model of this segment, with unused nodes and initializers dropped."""
+        def vi(n: str, dt: np.dtype, shape: Shape) -> onnx.ValueInfoProto:
+            dims = None if shape is None else [
+                d if d is not None and d >= 0 else f"{n}_d{k}" for k, d in enumerate(shape)]
+            return helper.make_tensor_value_info(n, onnx_dtype(dt), dims)
+
+        nodes, inits = _prune(self.nodes, self.initializers, [o[0] for o in outputs])
+        graph = helper.make_graph(nodes, name, [vi(*i) for i in inputs],
+                                  [vi(*o) for o in outputs], initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
+                                  producer_name="tftrt")
+        model.ir_version = min(model.ir_version, 9)
+        return model
+
+
+def _prune(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto],
+           outputs: list[str]) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    needed = set(outputs)
+    keep: list[onnx.NodeProto] = []
+    for n in reversed(nodes):
+        if any(o in needed for o in n.output):
+            keep.append(n)
+            needed.update(i for i in n.input if i)
+    keep.reverse()
+    return keep, [t for t in inits if t.name in needed]
+
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "NCHW_TO_NHWC",
+    "NHWC_TO_NCHW",
+    "LoweringContext",
+    "NodeInfo",
+    "Perm",
+    "Shape",
+    "TensorProto",
+    "compose_perm",
+    "invert_perm",
+    "onnx_dtype",
+]

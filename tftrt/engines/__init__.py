@@ -1,0 +1,1 @@
+"""Engine backends: each turns an ONNX model into a runnable, serializable engine."""

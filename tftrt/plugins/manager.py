@@ -1,0 +1,123 @@
+"""The plugin manager and the converter/backend registry built from it."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+
+import pluggy
+
+from tftrt.plugins import hookspecs
+from tftrt.plugins.types import EngineBackend, OpConverter
+
+log = logging.getLogger("tftrt")
+
+# Loaded when the tftrt distribution's own entry points are not installed
+# (running from a source tree); the same modules the entry points name.
+BUILTIN_PLUGINS = (
+    "tftrt.converters.builtin",
+    "tftrt.engines.openvino_backend",
+    "tftrt.engines.onnxruntime_backend",
+    "tftrt.engines.tensorrt_backend",
+)
+
+
+class ConverterConflictError(RuntimeError):
+    """Two plugins register one op type at the same priority."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    converter: OpConverter
+    plugin: str
+
+
+class Registry:
+    """Op type -> converter, and backend name -> backend, from all plugins."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.plugin_manager = pm
+        self._converters: dict[str, _Entry] = {}
+        self._backends: dict[str, EngineBackend] = {}
+        for impl in pm.hook.tftrt_op_converters.get_hookimpls():
+            plugin = pm.get_name(impl.plugin) or repr(impl.plugin)
+            for conv in impl.function() or []:
+                for op in conv.op_types:
+                    self._add_converter(op, conv, plugin)
+        for impl in pm.hook.tftrt_engine_backends.get_hookimpls():
+            for backend in impl.function() or []:
+                if backend.name in self._backends:
+                    raise ConverterConflictError(
+                        f"engine backend {backend.name!r} is registered twice")
+                self._backends[backend.name] = backend
+        fake = os.environ.get("TF_TRT_OP_FAKELIST", "")
+        self.fake_ops = frozenset(s.strip() for s in fake.split(",") if s.strip())
+
+    def _add_converter(self, op: str, conv: OpConverter, plugin: str) -> None:
+        old = self._converters.get(op)
+        if old is not None:
+            if conv.priority == old.converter.priority:
+                raise ConverterConflictError(
+                    f"op {op!r} has converters from {old.plugin!r} and {plugin!r} at the same "
+                    f"priority {conv.priority}; give the override a higher priority")
+            if conv.priority < old.converter.priority:
+                return
+            log.info("converter for %s from %s overrides %s", op, plugin, old.plugin)
+        self._converters[op] = _Entry(conv, plugin)
+
+    def converter(self, op_type: str) -> OpConverter | None:
+        """The converter that wins for ``op_type``, or None."""
+        entry = self._converters.get(op_type)
+        return entry.converter if entry else None
+
+    def converter_plugin(self, op_type: str) -> str | None:
+        entry = self._converters.get(op_type)
+        return entry.plugin if entry else None
+
+    def supported_ops(self) -> list[str]:
+        return sorted(self._converters)
+
+    def backend(self, name: str) -> EngineBackend:
+        try:
+            return self._backends[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown engine backend {name!r}; registered: {sorted(self._backends)}"
+            ) from None
+
+    def backend_names(self) -> list[str]:
+        return sorted(self._backends)
+
+
+def make_plugin_manager(extra_plugins: tuple[object, ...] = ()) -> pluggy.PluginManager:
+    """A plugin manager with the built-ins, the ``tftrt`` entry points and ``extra_plugins``."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    for modname in BUILTIN_PLUGINS:
+        module = importlib.import_module(modname)
+        if not pm.is_registered(module):
+            pm.register(module, name=modname)
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    return pm
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry (built on first use)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry(make_plugin_manager())
+    return _REGISTRY
+
+
+def reset_registry(*extra_plugins: object) -> Registry:
+    """Rebuild the registry, e.g. after installing a plugin package or for tests."""
+    global _REGISTRY
+    _REGISTRY = Registry(make_plugin_manager(tuple(extra_plugins)))
+    return _REGISTRY
