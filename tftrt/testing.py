@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from tftrt.compiler import ir as irmod
-from tftrt.compiler.lowering import lower_segment
+from tftrt.compiler.lowering import lower_segment, plan_segment
 from tftrt.plugins.manager import Registry, get_registry
 
 
@@ -36,7 +36,7 @@ def lower_function(fn: Callable[..., object], specs: Sequence[tf.TensorSpec],
     registry = registry or get_registry()
     g, ins, outs = trace(fn, specs)
     members = [n for n in g.nodes if g.nodes[n]["op"] not in ("Placeholder", "NoOp")]
-    lowered = lower_segment(g, members, registry, "under_test", outputs=outs)
+    lowered = lower_segment(g, plan_segment(g, members), registry, "under_test", outputs=outs)
     if [s.ref for s in lowered.inputs] != ins:
         raise AssertionError(f"segment inputs {lowered.inputs} differ from function inputs {ins}")
     return lowered.model

@@ -69,40 +69,55 @@ def tensor_spec(g: IR, ref: str) -> TensorSpec:
     return TensorSpec(ref, _at(d["output_dtypes"], slot), _at(d["output_shapes"], slot))
 
 
-def segment_io(g: IR, nodes: Iterable[str]) -> tuple[list[str], list[str]]:
-    """The data tensors entering and leaving a segment, deduplicated, in a stable order."""
-    members = set(nodes)
+@dataclass(frozen=True)
+class SegmentPlan:
+    """A segment's nodes plus the outside Consts copied in, and its boundary tensors."""
+
+    members: frozenset[str]  # the segment's own nodes
+    inlined: frozenset[str]  # outside Const producers copied into the segment
+    inputs: tuple[str, ...]  # TF tensors entering the segment, deduplicated
+    outputs: tuple[str, ...]  # TF tensors leaving the segment, deduplicated
+
+    @property
+    def nodes(self) -> frozenset[str]:
+        return self.members | self.inlined
+
+
+def plan_segment(g: IR, nodes: Iterable[str]) -> SegmentPlan:
+    """Boundary of a segment; Const producers outside it are copied in, as TF-TRT does."""
+    members = frozenset(nodes)
     order = sorted(members, key=lambda n: g.nodes[n]["index"])
     ins: list[str] = []
+    inlined: set[str] = set()
     outs: list[str] = []
     for n in order:
         for ref in irmod.data_inputs(g, n):
             src = irmod.parse_input(ref)[0]
-            if src not in members and ref not in ins:
+            if src in members:
+                continue
+            if g.nodes[src]["op"] == "Const":
+                inlined.add(src)
+            elif ref not in ins:
                 ins.append(ref)
     for n in order:
-        refs = set()
-        for _, dst, d in g.out_edges(n, data=True):
-            if not d["control"] and dst not in members:
-                refs.add(irmod.tensor_ref(n, d["src_slot"]))
+        refs = {irmod.tensor_ref(n, d["src_slot"]) for _, dst, d in g.out_edges(n, data=True)
+                if not d["control"] and dst not in members}
         outs.extend(sorted(refs, key=lambda r: irmod.parse_input(r)[1]))
-    return ins, outs
+    return SegmentPlan(members, frozenset(inlined), tuple(ins), tuple(outs))
 
 
-def lower_segment(g: IR, nodes: Iterable[str], registry: Registry, name: str,
+def lower_segment(g: IR, plan: SegmentPlan, registry: Registry, name: str,
                   outputs: Sequence[str] | None = None, dynamic_shape: bool = False,
                   ) -> LoweredSegment:
-    """Lower the IR nodes ``nodes`` into one ONNX model named ``name``.
+    """Lower a planned segment into one ONNX model named ``name``.
 
     ``outputs`` defaults to every tensor that leaves the segment.
     """
-    members = set(nodes)
-    ins, outs = segment_io(g, members)
-    if outputs is not None:
-        outs = list(outputs)
-    in_specs = [tensor_spec(g, r) for r in ins]
+    outs = list(plan.outputs if outputs is None else outputs)
+    in_specs = [tensor_spec(g, r) for r in plan.inputs]
     out_specs = [tensor_spec(g, r) for r in outs]
-    infos = [node_info(g, n, dynamic_shape) for n in irmod.topological_order(g.subgraph(members))]
+    infos = [node_info(g, n, dynamic_shape)
+             for n in irmod.topological_order(g.subgraph(plan.nodes))]
     model = lower_nodes(infos, in_specs, out_specs, registry, name)
     return LoweredSegment(model, tuple(in_specs), tuple(out_specs))
 

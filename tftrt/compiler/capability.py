@@ -1,0 +1,92 @@
+"""Capability pass: marks each IR node supported or not, with the reason.
+
+Separates *what can run in an engine* from *how to partition* (segment.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+
+from tftrt.compiler.ir import IR
+from tftrt.compiler.lowering import node_info
+from tftrt.converters.base import dtype_name
+from tftrt.converters.context import onnx_dtype
+from tftrt.plugins.manager import Registry
+
+log = logging.getLogger("tftrt")
+
+EXCLUDED = "excluded by segmenter option. Most likely an input or output node."
+DENYLISTED = "Denylisted with the env var TF_TRT_OP_DENYLIST"
+
+
+def denylist_from_env(env: dict[str, str] | None = None) -> frozenset[str]:
+    value = (os.environ if env is None else env).get("TF_TRT_OP_DENYLIST", "")
+    return frozenset(s.strip() for s in value.split(",") if s.strip())
+
+
+def _input_problem(dtype: np.dtype | None, shape) -> str | None:
+    if dtype is None:
+        return "Shape and data type are unknown"
+    try:
+        onnx_dtype(dtype)
+    except Exception:
+        return ("Failed to convert at least one input to a TRT_TensorOrWeights: "
+                f"Unsupported tensorflow data type {dtype_name(dtype)}")
+    if shape is None:
+        return ("Failed to convert at least one input to a TRT_TensorOrWeights: "
+                "input rank is unknown")
+    return None
+
+
+def node_reason(g: IR, name: str, registry: Registry, excluded: frozenset[str],
+                denylist: frozenset[str], dynamic_shape: bool) -> str | None:
+    """Why node ``name`` cannot go into an engine, or None if it can."""
+    op = g.nodes[name]["op"]
+    if name in excluded:
+        return EXCLUDED
+    conv = registry.converter(op)
+    if conv is None:
+        return f"Op type {op} is not supported."
+    info = node_info(g, name, dynamic_shape)
+    if op != "Const":
+        for dt, shape in zip(info.input_dtypes, info.input_shapes, strict=True):
+            problem = _input_problem(dt, shape)
+            if problem:
+                return problem
+    if conv.validate is not None:
+        try:
+            reason = conv.validate(info)
+        except Exception as exc:  # a validator bug must not abort conversion
+            reason = f"converter validation raised {type(exc).__name__}: {exc}"
+        if reason:
+            return reason
+    if op in denylist:
+        log.warning("Denylisted op %s (node %s) with the env var TF_TRT_OP_DENYLIST", op, name)
+        return DENYLISTED
+    return None
+
+
+def mark_supported(g: IR, registry: Registry, excluded: Iterable[str] = (),
+                   denylist: Iterable[str] = (), dynamic_shape: bool = False) -> IR:
+    """A copy of ``g`` whose nodes carry ``supported`` (bool) and ``reason`` (str | None)."""
+    out = g.copy()
+    excl, deny = frozenset(excluded), frozenset(denylist)
+    for name in out.nodes:
+        reason = node_reason(out, name, registry, excl, deny, dynamic_shape)
+        out.nodes[name]["supported"] = reason is None
+        out.nodes[name]["reason"] = reason
+    return out
+
+
+def nonconversion_counts(g: IR) -> dict[str, dict[str, int]]:
+    """op type -> (reason -> count) over the unsupported nodes of a marked IR."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for _, d in g.nodes(data=True):
+        if not d.get("supported", True):
+            counts[d["op"]][d["reason"]] += 1
+    return {op: dict(c) for op, c in counts.items()}

@@ -1,0 +1,182 @@
+"""Codegen: splice one ``TRTEngineOp`` node per segment into the GraphDef.
+
+Each engine node keeps its segment as a library function
+``<engine>_native_segment`` (inputs ``TensorRTInputPH_<k>``, outputs
+``TensorRTOutputPH_<k>``) for native fallback and for plain TensorFlow.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2
+from tensorflow.python.framework import graph_to_function_def
+
+from tftrt.compiler import ir as irmod
+from tftrt.compiler.ir import IR
+from tftrt.compiler.lowering import SegmentPlan, TensorSpec, input_name, output_name
+
+ENGINE_OP = "TRTEngineOp"
+ENGINE_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"
+_GRAPH_SEQ = itertools.count()
+
+
+def next_graph_sequence() -> int:
+    """TF-TRT's process-wide counter of converted graphs (the first %03d in engine names)."""
+    return next(_GRAPH_SEQ)
+
+
+def engine_name(graph_seq: int, index: int) -> str:
+    return f"{ENGINE_OP}_{graph_seq:03d}_{index:03d}"
+
+
+def native_segment_name(engine: str) -> str:
+    return f"{engine}_native_segment"
+
+
+@dataclass(frozen=True)
+class EngineNode:
+    """What codegen needs about one engine."""
+
+    name: str
+    plan: SegmentPlan
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    attrs: dict  # extra TRTEngineOp attrs: name -> AttrValue
+
+
+def _shape_proto(shape) -> tf.TensorShape:
+    return tf.TensorShape(None if shape is None else list(shape)).as_proto()
+
+
+def _type_enum(dtype) -> int:
+    return tf.as_dtype(dtype).as_datatype_enum
+
+
+def segment_graph_def(g: IR, plan: SegmentPlan, inputs: Sequence[TensorSpec],
+                      outputs: Sequence[TensorSpec]) -> graph_pb2.GraphDef:
+    """The segment as a standalone GraphDef: Placeholders in, Identities out."""
+    gd = graph_pb2.GraphDef()
+    gd.versions.ParseFromString(g.graph.get("versions", b""))
+    port = {spec.ref: input_name(k) for k, spec in enumerate(inputs)}
+    for k, spec in enumerate(inputs):
+        ph = gd.node.add(name=input_name(k), op="Placeholder")
+        ph.attr["dtype"].type = _type_enum(spec.dtype)
+        ph.attr["shape"].shape.CopyFrom(_shape_proto(spec.shape))
+    for n in sorted(plan.nodes, key=lambda n: g.nodes[n]["index"]):
+        nd = gd.node.add()
+        nd.CopyFrom(g.nodes[n]["node_def"])
+        nd.device = ""
+        for ref in irmod.node_inputs(g, n):
+            src, slot, control = irmod.parse_input(ref)
+            if control:
+                if src in plan.nodes:
+                    nd.input.append(ref)
+            elif src in plan.nodes:
+                nd.input.append(ref)
+            else:
+                nd.input.append(port[irmod.tensor_ref(src, slot)])
+    for k, spec in enumerate(outputs):
+        out = gd.node.add(name=output_name(k), op="Identity", input=[spec.ref])
+        out.attr["T"].type = _type_enum(spec.dtype)
+    return gd
+
+
+def native_segment_function(g: IR, plan: SegmentPlan, inputs: Sequence[TensorSpec],
+                            outputs: Sequence[TensorSpec], name: str) -> function_pb2.FunctionDef:
+    """The segment's nodes as a library function called ``name``."""
+    gd = segment_graph_def(g, plan, inputs, outputs)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(gd, name="")
+    ins = [graph.get_tensor_by_name(input_name(k) + ":0") for k in range(len(inputs))]
+    outs = [graph.get_tensor_by_name(output_name(k) + ":0") for k in range(len(outputs))]
+    fdef = graph_to_function_def.graph_to_function_def(
+        graph, graph.get_operations(), ins, outs,
+        out_names=[output_name(k).lower() for k in range(len(outputs))])
+    fdef.signature.name = name
+    return fdef
+
+
+def engine_node_def(engine: EngineNode, segment_func: str) -> node_def_pb2.NodeDef:
+    nd = node_def_pb2.NodeDef(name=engine.name, op=ENGINE_OP, device=ENGINE_DEVICE)
+    nd.attr["segment_func"].func.name = segment_func
+    nd.attr["InT"].list.type.extend(_type_enum(s.dtype) for s in engine.inputs)
+    nd.attr["OutT"].list.type.extend(_type_enum(s.dtype) for s in engine.outputs)
+    nd.attr["input_shapes"].list.shape.extend(_shape_proto(s.shape) for s in engine.inputs)
+    nd.attr["output_shapes"].list.shape.extend(_shape_proto(s.shape) for s in engine.outputs)
+    nd.attr["_output_shapes"].list.shape.extend(_shape_proto(s.shape) for s in engine.outputs)
+    for key, value in engine.attrs.items():
+        nd.attr[key].CopyFrom(value)
+    return nd
+
+
+def splice(g: IR, engines: Sequence[EngineNode]) -> graph_pb2.GraphDef:
+    """The converted GraphDef: segments replaced by engine nodes, native functions added."""
+    out = g.copy()
+    functions = []
+    for engine in engines:
+        fname = native_segment_name(engine.name)
+        functions.append(native_segment_function(g, engine.plan, engine.inputs,
+                                                 engine.outputs, fname))
+        index = min(g.nodes[n]["index"] for n in engine.plan.members)
+        out.add_node(engine.name, op=ENGINE_OP, node_def=engine_node_def(engine, fname),
+                     index=index, output_dtypes=[s.dtype for s in engine.outputs],
+                     output_shapes=[s.shape for s in engine.outputs])
+        members = engine.plan.members
+        pos = itertools.count()
+        for k, spec in enumerate(engine.inputs):
+            src, slot, _ = irmod.parse_input(spec.ref)
+            out.add_edge(src, engine.name, src_slot=slot, dst_slot=k, control=False,
+                         pos=next(pos))
+        ctrl_srcs = sorted({u for m in members for u, _, d in g.in_edges(m, data=True)
+                            if d["control"] and u not in members
+                            and g.nodes[u]["op"] != "Const"})
+        for src in ctrl_srcs:
+            out.add_edge(src, engine.name, src_slot=-1, dst_slot=-1, control=True,
+                         pos=next(pos))
+        port = {spec.ref: k for k, spec in enumerate(engine.outputs)}
+        for m in members:
+            for _, dst, d in list(g.out_edges(m, data=True)):
+                if dst in members:
+                    continue
+                if d["control"]:
+                    if not out.has_edge(engine.name, dst) or not any(
+                            e["control"] for e in out.get_edge_data(engine.name, dst).values()):
+                        out.add_edge(engine.name, dst, src_slot=-1, dst_slot=-1, control=True,
+                                     pos=d["pos"])
+                else:
+                    k = port[irmod.tensor_ref(m, d["src_slot"])]
+                    out.add_edge(engine.name, dst, src_slot=k, dst_slot=d["dst_slot"],
+                                 control=False, pos=d["pos"])
+        out.remove_nodes_from(members)
+        out.remove_nodes_from([c for c in engine.plan.inlined
+                               if c in out and out.out_degree(c) == 0])
+    gd = irmod.to_graph_def(out)
+    gd.library.function.extend(functions)
+    return gd
+
+
+def engine_nodes(graph_def: graph_pb2.GraphDef) -> list[node_def_pb2.NodeDef]:
+    return [n for n in graph_def.node if n.op == ENGINE_OP]
+
+
+def attr_value(value) -> attr_value_pb2.AttrValue:
+    """An AttrValue for a Python str/bytes, bool, int or float."""
+    av = attr_value_pb2.AttrValue()
+    if isinstance(value, bool):
+        av.b = value
+    elif isinstance(value, int):
+        av.i = value
+    elif isinstance(value, float):
+        av.f = value
+    elif isinstance(value, str):
+        av.s = value.encode()
+    elif isinstance(value, bytes):
+        av.s = value
+    else:
+        raise TypeError(f"unsupported attr value {value!r}")
+    return av

@@ -1,0 +1,129 @@
+"""Load and freeze: SavedModel -> frozen, Grappler-optimized GraphDef + signature facts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+from tensorflow.python.grappler import tf_optimizer
+
+from tftrt.errors import SavedModelError
+
+
+@dataclass(frozen=True)
+class SignatureTensor:
+    """One signature input or output: its key, the graph tensor, dtype and shape."""
+
+    name: str
+    ref: str  # "node:slot" in the frozen graph
+    dtype: np.dtype
+    shape: tuple[int | None, ...] | None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "ref": self.ref, "dtype": np.dtype(self.dtype).name,
+                "shape": None if self.shape is None else list(self.shape)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> SignatureTensor:
+        shape = None if d["shape"] is None else tuple(d["shape"])
+        return cls(d["name"], d["ref"], np.dtype(d["dtype"]), shape)
+
+
+@dataclass(frozen=True)
+class FrozenModel:
+    graph_def: graph_pb2.GraphDef
+    inputs: tuple[SignatureTensor, ...]
+    outputs: tuple[SignatureTensor, ...]
+    signature_key: str
+
+
+GRAPPLER_OPTIMIZERS = ("pruning", "debug_stripper", "function", "constfold", "dependency",
+                       "arithmetic", "common_subgraph_elimination")
+
+
+def _ref(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str):
+    """The signature's ConcreteFunction, with clear errors for every way it can be missing."""
+    path = os.fspath(saved_model_dir) if saved_model_dir is not None else None
+    if not path:
+        raise SavedModelError("input_saved_model_dir is required")
+    if not os.path.isdir(path):
+        raise SavedModelError(f"SavedModel directory {path!r} does not exist")
+    if not any(os.path.isfile(os.path.join(path, f))
+               for f in ("saved_model.pb", "saved_model.pbtxt")):
+        raise SavedModelError(f"{path!r} is not a SavedModel: it has no saved_model.pb")
+    try:
+        from tensorflow.python.saved_model import loader_impl
+
+        sm = loader_impl.parse_saved_model(path)
+    except Exception as exc:
+        raise SavedModelError(f"SavedModel {path!r} is malformed: {exc}") from exc
+    available = [list(mg.meta_info_def.tags) for mg in sm.meta_graphs]
+    if not any(set(t) == set(tags) for t in available):
+        raise SavedModelError(
+            f"SavedModel {path!r} has no MetaGraph with tags {list(tags)}; it has {available}")
+    try:
+        loaded = tf.saved_model.load(path, tags=list(tags))
+    except Exception as exc:
+        raise SavedModelError(f"SavedModel {path!r} could not be loaded: {exc}") from exc
+    sigs = dict(getattr(loaded, "signatures", {}) or {})
+    if signature_key not in sigs:
+        raise SavedModelError(f"SavedModel {path!r} has no signature {signature_key!r}; "
+                              f"it has {sorted(sigs)}")
+    return loaded, sigs[signature_key]
+
+
+def freeze_function(func, signature_key: str) -> FrozenModel:
+    """Variables -> constants, then Grappler; signature names kept."""
+    frozen = convert_variables_to_constants_v2(func)
+    in_specs = func.structured_input_signature[1]
+    in_names = sorted(in_specs) if in_specs else [
+        t.name.split(":")[0] for t in frozen.inputs]
+    out_struct = func.structured_outputs
+    out_names = sorted(out_struct) if isinstance(out_struct, dict) else [
+        f"output_{k}" for k in range(len(frozen.outputs))]
+    if len(in_names) != len(frozen.inputs) or len(out_names) != len(frozen.outputs):
+        raise SavedModelError("the signature's inputs/outputs do not match its graph")
+    graph_def = frozen.graph.as_graph_def()
+    for node in graph_def.node:
+        node.device = ""
+    inputs = tuple(_tensor(n, t) for n, t in zip(in_names, frozen.inputs, strict=True))
+    outputs = tuple(_tensor(n, t) for n, t in zip(out_names, frozen.outputs, strict=True))
+    optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs], frozen.graph)
+    return FrozenModel(optimized, inputs, outputs, signature_key)
+
+
+def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:
+    shape = None if t.shape.rank is None else tuple(t.shape.as_list())
+    return SignatureTensor(name, _ref(t.name), np.dtype(t.dtype.as_numpy_dtype), shape)
+
+
+def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
+                 graph: tf.Graph | None = None) -> graph_pb2.GraphDef:
+    """Constant folding, function inlining, pruning and arithmetic, keeping ``fetches``."""
+    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph_def, graph=graph)
+    fetch = meta.collection_def["train_op"]
+    for ref in fetches:
+        fetch.node_list.value.append(ref)
+    config = config_pb2.ConfigProto()
+    rw = config.graph_options.rewrite_options
+    rw.optimizers.extend(GRAPPLER_OPTIMIZERS)
+    rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+    rw.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    return tf_optimizer.OptimizeGraph(config, meta, graph_id=b"tf_graph")
+
+
+def load_and_freeze(saved_model_dir: str, tags: Sequence[str], signature_key: str
+                    ) -> FrozenModel:
+    """SavedModel + tags + signature key -> frozen, optimized model."""
+    _, func = load_signature(saved_model_dir, tags, signature_key)
+    return freeze_function(func, signature_key)

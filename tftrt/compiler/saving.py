@@ -1,0 +1,272 @@
+"""Save and load converted models.
+
+``save_converted`` writes a SavedModel that plain ``tf.saved_model.load`` runs
+natively (engine nodes call their native segments), plus, under
+``assets/tftrt/``, the converted GraphDef, each segment's ONNX model, the
+built engines and a JSON manifest with their checksums. ``load_converted``
+runs it with those engines, without rebuilding. Writes are atomic: the model
+is assembled in a temporary sibling directory and renamed into place. Nothing
+is unpickled or evaluated on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+
+from tftrt import __version__
+from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
+from tftrt.compiler.freeze import SignatureTensor
+from tftrt.compiler.lowering import TensorSpec
+from tftrt.compiler.pipeline import CompileOptions, Conversion
+from tftrt.errors import SavedModelError, SaveError
+from tftrt.plugins.manager import get_registry
+from tftrt.plugins.types import EngineBackend
+from tftrt.runtime.engine_op import EngineOp
+from tftrt.runtime.executor import ConvertedFunction
+from tftrt.runtime.tfgraph import graph_function, lazy_function_callable, native_graph_def
+
+log = logging.getLogger("tftrt")
+
+ASSET_DIR = os.path.join("assets", "tftrt")
+MANIFEST = "manifest.json"
+GRAPH_FILE = "converted_graph.pb"
+FORMAT = "tftrt-converted-model"
+FORMAT_VERSION = 1
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _spec_json(s: TensorSpec) -> dict:
+    return {"ref": s.ref, "dtype": np.dtype(s.dtype).name,
+            "shape": None if s.shape is None else list(s.shape)}
+
+
+def _spec_from_json(d: dict) -> TensorSpec:
+    return TensorSpec(d["ref"], np.dtype(d["dtype"]),
+                      None if d["shape"] is None else tuple(d["shape"]))
+
+
+def _check_target(path: str, overwrite: bool) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SaveError(f"output path {path!r} exists and is not a directory")
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise SaveError(f"output directory {path!r} is not empty; pass overwrite=True to "
+                        "replace it")
+
+
+def _native_saved_model(conversion: Conversion, tmp: str, save_options: Any) -> None:
+    frozen = conversion.frozen
+    fn = graph_function(native_graph_def(conversion.graph_def),
+                        [t.ref for t in frozen.inputs], [t.ref for t in frozen.outputs])
+    specs = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.name) for t in frozen.inputs]
+    names = [t.name for t in frozen.outputs]
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        return dict(zip(names, fn(*args), strict=True))
+
+    module = tf.Module()
+    module.serve = serve
+    module.native_segments = fn  # tracked so the pruned graph is saved with the module
+    tf.saved_model.save(module, tmp, signatures={frozen.signature_key: serve},
+                        options=save_options)
+
+
+def save_converted(conversion: Conversion, output_dir: str, *, save_engines: bool,
+                   allow_build_at_runtime: bool, backend: EngineBackend,
+                   options: CompileOptions, remove_native_segments: bool = False,
+                   save_options: Any = None, overwrite: bool = False) -> None:
+    """Write the converted model to ``output_dir`` atomically (all or nothing)."""
+    if not output_dir:
+        raise SaveError("output_saved_model_dir is required")
+    target = os.path.abspath(os.fspath(output_dir))
+    _check_target(target, overwrite)
+    if remove_native_segments:
+        log.warning("remove_native_segments is ignored: the native segments keep the saved "
+                    "model loadable by plain TensorFlow")
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tftrt-save-", dir=parent)
+    try:
+        _native_saved_model(conversion, tmp, save_options)
+        _write_assets(conversion, os.path.join(tmp, ASSET_DIR), save_engines,
+                      allow_build_at_runtime, backend, options)
+        _replace_dir(tmp, target)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, (SaveError, KeyboardInterrupt, SystemExit)):
+            raise
+        raise SaveError(f"saving the converted model to {target!r} failed: {exc}") from exc
+
+
+def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
+                  allow_build_at_runtime: bool, backend: EngineBackend,
+                  options: CompileOptions) -> None:
+    os.makedirs(os.path.join(adir, "engines"), exist_ok=True)
+    graph_bytes = conversion.graph_def.SerializeToString()
+    files = {GRAPH_FILE: graph_bytes}
+    engines = {}
+    for name, op in conversion.engines.items():
+        onnx_file = f"engines/{name}.onnx"
+        files[onnx_file] = op.onnx_model
+        instances = []
+        for k, (key, engine) in enumerate(op.engines() if save_engines else []):
+            blob = engine.serialize()
+            fname = f"engines/{name}.{k}.{backend.name}"
+            files[fname] = blob
+            instances.append({"shapes": [list(s) for s in key], "file": fname,
+                              "sha256": _sha256(blob), "precision": engine.precision})
+        engines[name] = {"onnx": onnx_file, "onnx_sha256": _sha256(op.onnx_model),
+                         "inputs": [_spec_json(s) for s in op.inputs],
+                         "outputs": [_spec_json(s) for s in op.outputs],
+                         "instances": instances}
+    frozen = conversion.frozen
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "tftrt_version": __version__,
+        "signature_key": frozen.signature_key,
+        "inputs": [t.to_json() for t in frozen.inputs],
+        "outputs": [t.to_json() for t in frozen.outputs],
+        "graph": GRAPH_FILE, "graph_sha256": _sha256(graph_bytes),
+        "backend": backend.name, "backend_version": backend.version(),
+        "options": {"precision_mode": options.precision_mode,
+                    "use_dynamic_shape": options.use_dynamic_shape,
+                    "maximum_cached_engines": options.maximum_cached_engines,
+                    "max_workspace_size_bytes": int(options.max_workspace_size_bytes),
+                    "allow_build_at_runtime": allow_build_at_runtime},
+        "engines": engines,
+    }
+    for rel, data in files.items():
+        with open(os.path.join(adir, rel), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    with open(os.path.join(adir, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace_dir(tmp: str, target: str) -> None:
+    """Move ``tmp`` to ``target``; an existing target is swapped out, then removed."""
+    backup = None
+    if os.path.isdir(target):
+        if os.listdir(target):
+            backup = tempfile.mkdtemp(prefix=".tftrt-old-", dir=os.path.dirname(target))
+            os.rmdir(backup)
+            os.rename(target, backup)
+        else:
+            os.rmdir(target)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        if backup is not None:
+            os.rename(backup, target)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+# -- loading ---------------------------------------------------------------------
+
+@dataclass
+class LoadedModel:
+    """A converted model loaded with its engines; ``signatures[key](x)`` runs it."""
+
+    signatures: dict[str, ConvertedFunction]
+    manifest: dict
+    engines: dict[str, EngineOp]
+
+
+def _read_checked(adir: str, rel: str, sha: str) -> bytes:
+    path = os.path.normpath(os.path.join(adir, rel))
+    if not path.startswith(os.path.normpath(adir) + os.sep):
+        raise SavedModelError(f"manifest names a file outside the model: {rel!r}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise SavedModelError(f"converted model file {rel!r} is missing: {exc}") from None
+    if _sha256(data) != sha:
+        raise SavedModelError(f"converted model file {rel!r} is corrupted (checksum mismatch)")
+    return data
+
+
+def _read_manifest(adir: str) -> dict:
+    path = os.path.join(adir, MANIFEST)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise SavedModelError(f"{os.path.dirname(os.path.dirname(adir))!r} is not a tftrt "
+                              f"converted model: {os.path.join(ASSET_DIR, MANIFEST)} is missing"
+                              ) from None
+    except (OSError, ValueError) as exc:
+        raise SavedModelError(f"the manifest {path!r} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SavedModelError(f"{path!r} is not a tftrt manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise SavedModelError(f"manifest format version {manifest.get('format_version')!r} is "
+                              f"not supported (this tftrt reads {FORMAT_VERSION})")
+    return manifest
+
+
+def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
+    """Load a converted model with its saved engines; ``backend`` overrides the saved one."""
+    if not os.path.isdir(export_dir):
+        raise SavedModelError(f"converted model directory {export_dir!r} does not exist")
+    adir = os.path.join(export_dir, ASSET_DIR)
+    manifest = _read_manifest(adir)
+    try:
+        graph_def = graph_pb2.GraphDef.FromString(
+            _read_checked(adir, manifest["graph"], manifest["graph_sha256"]))
+        inputs = [SignatureTensor.from_json(d) for d in manifest["inputs"]]
+        outputs = [SignatureTensor.from_json(d) for d in manifest["outputs"]]
+        opts = manifest["options"]
+        saved_backend = manifest["backend"]
+        engines_meta = manifest["engines"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SavedModelError(f"the manifest in {export_dir!r} is malformed: {exc}") from None
+    engine_backend = get_registry().backend(backend or saved_backend)
+    library = {f.signature.name: f for f in graph_def.library.function}
+    engine_names = {n.name for n in graph_def.node if n.op == ENGINE_OP}
+    if set(engines_meta) != engine_names:
+        raise SavedModelError("the manifest's engines do not match the converted graph's")
+    ops = {}
+    for name, meta in sorted(engines_meta.items()):
+        fdef = library.get(native_segment_name(name))
+        op = EngineOp(
+            name=name, onnx_model=_read_checked(adir, meta["onnx"], meta["onnx_sha256"]),
+            backend=engine_backend,
+            inputs=tuple(_spec_from_json(d) for d in meta["inputs"]),
+            outputs=tuple(_spec_from_json(d) for d in meta["outputs"]),
+            native=None if fdef is None else lazy_function_callable(fdef, graph_def.library),
+            precision_mode=opts["precision_mode"], dynamic_shape=opts["use_dynamic_shape"],
+            max_cached_engines=opts["maximum_cached_engines"],
+            allow_build_at_runtime=opts["allow_build_at_runtime"],
+            max_workspace_size_bytes=opts["max_workspace_size_bytes"])
+        if engine_backend.name == saved_backend:
+            for inst in meta["instances"]:
+                blob = _read_checked(adir, inst["file"], inst["sha256"])
+                key = tuple(tuple(s) for s in inst["shapes"])
+                try:
+                    op.add_serialized(key, blob)
+                except Exception as exc:
+                    op.stats.last_error = f"saved engine {inst['file']} failed to load: {exc}"
+                    log.warning("%s: %s; it will be rebuilt or run natively", name,
+                                op.stats.last_error)
+        ops[name] = op
+    fn = ConvertedFunction(graph_def, inputs, outputs, ops)
+    return LoadedModel({manifest["signature_key"]: fn}, manifest, ops)

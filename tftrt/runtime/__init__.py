@@ -1,0 +1,1 @@
+"""Engine op runtime: engine cache, native fallback, and running converted graphs."""

@@ -1,0 +1,117 @@
+"""Running GraphDefs from Python: the one place that touches TensorFlow's private
+py-func registry (pinned to the TF versions the tests run)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2
+from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+from tensorflow.python.ops import script_ops
+
+from tftrt.compiler.codegen import ENGINE_OP
+
+
+def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
+                   outputs: Sequence[str]):
+    """A ConcreteFunction running ``graph_def`` from tensors ``inputs`` to ``outputs``."""
+    def _import():
+        tf.graph_util.import_graph_def(graph_def, name="")
+
+    wrapped = tf.compat.v1.wrap_function(_import, [])
+    g = wrapped.graph
+    return wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
+                         [g.get_tensor_by_name(t) for t in outputs])
+
+
+def function_callable(fdef: function_pb2.FunctionDef,
+                      library: function_pb2.FunctionDefLibrary | None = None
+                      ) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+    """A numpy-in, numpy-out callable running a library function eagerly."""
+    fg = function_def_to_graph(fdef)
+    gd = fg.as_graph_def()
+    if library is not None:
+        gd.library.CopyFrom(library)
+    fn = graph_function(gd, [t.name for t in fg.inputs], [t.name for t in fg.outputs])
+
+    def run(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [t.numpy() for t in fn(*[tf.convert_to_tensor(x) for x in inputs])]
+
+    return run
+
+
+def lazy_function_callable(fdef: function_pb2.FunctionDef,
+                           library: function_pb2.FunctionDefLibrary | None = None
+                           ) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+    """Like ``function_callable``, traced on first call (most native segments never run)."""
+    holder: list[Callable[[Sequence[np.ndarray]], list[np.ndarray]]] = []
+
+    def run(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if not holder:
+            holder.append(function_callable(fdef, library))
+        return holder[0](inputs)
+
+    return run
+
+
+class PyFuncBinding:
+    """Registers Python callables as ``EagerPyFunc`` tokens, holding them strongly."""
+
+    def __init__(self) -> None:
+        self._funcs: list[object] = []  # the registry holds callbacks weakly
+        self._tokens: list[str] = []
+
+    def token(self, fn: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
+              out_dtypes: Sequence[tf.DType]) -> str:
+        def call(*args: tf.Tensor) -> list[np.ndarray]:
+            return fn([a.numpy() for a in args])
+
+        wrapped = script_ops.EagerFunc(call, list(out_dtypes), False)
+        self._funcs.append(wrapped)
+        token = script_ops._py_funcs.insert(wrapped)  # noqa: SLF001 - see module docstring
+        self._tokens.append(token)
+        return token
+
+    def __del__(self) -> None:
+        try:
+            for token in self._tokens:
+                script_ops._py_funcs.remove(token)  # noqa: SLF001
+        except Exception:
+            pass
+
+
+def engine_as_pyfunc(node: node_def_pb2.NodeDef, token: str) -> node_def_pb2.NodeDef:
+    """An ``EagerPyFunc`` node calling ``token`` in place of engine node ``node``."""
+    out = node_def_pb2.NodeDef(name=node.name, op="EagerPyFunc", input=list(node.input))
+    out.attr["token"].s = token.encode()
+    out.attr["Tin"].CopyFrom(node.attr["InT"])
+    out.attr["Tout"].CopyFrom(node.attr["OutT"])
+    out.attr["is_async"].b = False
+    return out
+
+
+def engine_as_native_call(node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef:
+    """A ``PartitionedCall`` of the engine's native segment in place of engine node ``node``."""
+    out = node_def_pb2.NodeDef(name=node.name, op="PartitionedCall", input=list(node.input))
+    out.attr["f"].func.name = node.attr["segment_func"].func.name
+    out.attr["Tin"].CopyFrom(node.attr["InT"])
+    out.attr["Tout"].CopyFrom(node.attr["OutT"])
+    return out
+
+
+def rewrite_engines(graph_def: graph_pb2.GraphDef, rewrite: Callable[[node_def_pb2.NodeDef],
+                    node_def_pb2.NodeDef]) -> graph_pb2.GraphDef:
+    """A copy of ``graph_def`` with every engine node replaced by ``rewrite(node)``."""
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph_def)
+    for i, node in enumerate(out.node):
+        if node.op == ENGINE_OP:
+            out.node[i].CopyFrom(rewrite(node))
+    return out
+
+
+def native_graph_def(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    """The converted graph run entirely by TensorFlow (engines call their native segments)."""
+    return rewrite_engines(graph_def, engine_as_native_call)
