@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from converter_layout import lower_one, node_info
 
+from tests.converter_layout import lower_one, node_info
 from tftrt.converters import activations as act
 from tftrt.converters.context import NHWC_TO_NCHW
 from tftrt.testing import check_function

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from converter_layout import lower_one, node_info
 
+from tests.converter_layout import lower_one, node_info
 from tftrt.converters import elementwise as ew
 from tftrt.converters.context import NHWC_TO_NCHW
 from tftrt.testing import check_function
@@ -225,7 +225,8 @@ def test_layout_two_tensors_same_perm() -> None:
 
 
 @pytest.mark.parametrize("shape,transposes", [((3,), 0), ((1, 1, 3), 0), ((5, 3), 1),
-                                              ((2, 1, 1, 3), 0), ((2, 4, 5, 3), 1)], ids=str)
+                                              ((2, 1, 1, 3), 0), ((1, 1, 1), 0),
+                                              ((2, 4, 5, 3), 1)], ids=str)
 def test_layout_tensor_brought_to_other_layout(shape: tuple[int, ...], transposes: int) -> None:
     y = rand(shape, seed=14)
     node = node_info("AddV2", [y, X])

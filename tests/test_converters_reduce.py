@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from converter_layout import lower_one, node_info
 
+from tests.converter_layout import lower_one, node_info
 from tftrt.converters import reduce as red
 from tftrt.converters.context import NHWC_TO_NCHW
 from tftrt.testing import check_function
@@ -60,7 +60,7 @@ def test_reduce_int32(op: str) -> None:
 # -- validation ------------------------------------------------------------------
 
 def _node(op: str, axes, shape=(2, 3, 4, 5), dtype=np.float32, consts=(1,)):
-    x = np.zeros((2, 3, 4, 5), dtype)
+    x = np.zeros(shape or (2, 3, 4, 5), dtype)
     return node_info(op, [x, np.asarray(axes, np.int32)], consts=consts,
                      shapes=[shape, np.shape(axes)], keep_dims=False)
 
@@ -93,7 +93,7 @@ X = rand((2, 4, 5, 3), seed=5)  # NHWC
 @pytest.mark.parametrize("axes", [[1, 2], [-3, -2], [0], [3], [1], [0, 1, 2, 3]], ids=str)
 @pytest.mark.parametrize("keep_dims", [False, True], ids=["drop", "keep"])
 def test_layout_reduce_in_place(op: str, axes: list[int], keep_dims: bool) -> None:
-    node = _node(op, axes)
+    node = _node(op, axes, shape=X.shape)
     node.attrs["keep_dims"] = keep_dims
     conv = red.convert_mean if op == "Mean" else red.convert_reduce
     got, perm, ops = lower_one(conv, node, [X, np.asarray(axes, np.int32)], [NHWC_TO_NCHW, None])
@@ -105,7 +105,7 @@ def test_layout_reduce_in_place(op: str, axes: list[int], keep_dims: bool) -> No
 
 
 def test_layout_global_average_pool() -> None:
-    node = _node("Mean", [1, 2])
+    node = _node("Mean", [1, 2], shape=X.shape)
     got, perm, ops = lower_one(red.convert_mean, node, [X, np.array([1, 2], np.int32)],
                                [NHWC_TO_NCHW, None])
     np.testing.assert_allclose(got, X.mean(axis=(1, 2)), rtol=1e-6)

@@ -60,7 +60,7 @@ def segment_graph_def(g: IR, plan: SegmentPlan, inputs: Sequence[TensorSpec],
                       outputs: Sequence[TensorSpec]) -> graph_pb2.GraphDef:
     """The segment as a standalone GraphDef: Placeholders in, Identities out."""
     gd = graph_pb2.GraphDef()
-    gd.versions.ParseFromString(g.graph.get("versions", b""))
+    gd.versions.ParseFromString(g.graph.get("versions") or b"")
     port = {spec.ref: input_name(k) for k, spec in enumerate(inputs)}
     for k, spec in enumerate(inputs):
         ph = gd.node.add(name=input_name(k), op="Placeholder")
@@ -118,46 +118,50 @@ def splice(g: IR, engines: Sequence[EngineNode]) -> graph_pb2.GraphDef:
     """The converted GraphDef: segments replaced by engine nodes, native functions added."""
     out = g.copy()
     functions = []
+    renamed: dict[str, str] = {}  # tensor of a replaced node -> engine output
     for engine in engines:
         fname = native_segment_name(engine.name)
         functions.append(native_segment_function(g, engine.plan, engine.inputs,
                                                  engine.outputs, fname))
-        index = min(g.nodes[n]["index"] for n in engine.plan.members)
-        out.add_node(engine.name, op=ENGINE_OP, node_def=engine_node_def(engine, fname),
-                     index=index, output_dtypes=[s.dtype for s in engine.outputs],
-                     output_shapes=[s.shape for s in engine.outputs])
-        members = engine.plan.members
-        pos = itertools.count()
-        for k, spec in enumerate(engine.inputs):
-            src, slot, _ = irmod.parse_input(spec.ref)
-            out.add_edge(src, engine.name, src_slot=slot, dst_slot=k, control=False,
-                         pos=next(pos))
-        ctrl_srcs = sorted({u for m in members for u, _, d in g.in_edges(m, data=True)
-                            if d["control"] and u not in members
-                            and g.nodes[u]["op"] != "Const"})
-        for src in ctrl_srcs:
-            out.add_edge(src, engine.name, src_slot=-1, dst_slot=-1, control=True,
-                         pos=next(pos))
-        port = {spec.ref: k for k, spec in enumerate(engine.outputs)}
-        for m in members:
-            for _, dst, d in list(g.out_edges(m, data=True)):
-                if dst in members:
-                    continue
-                if d["control"]:
-                    if not out.has_edge(engine.name, dst) or not any(
-                            e["control"] for e in out.get_edge_data(engine.name, dst).values()):
-                        out.add_edge(engine.name, dst, src_slot=-1, dst_slot=-1, control=True,
-                                     pos=d["pos"])
-                else:
-                    k = port[irmod.tensor_ref(m, d["src_slot"])]
-                    out.add_edge(engine.name, dst, src_slot=k, dst_slot=d["dst_slot"],
-                                 control=False, pos=d["pos"])
-        out.remove_nodes_from(members)
-        out.remove_nodes_from([c for c in engine.plan.inlined
-                               if c in out and out.out_degree(c) == 0])
+        _splice_one(out, engine, fname, renamed)
     gd = irmod.to_graph_def(out)
     gd.library.function.extend(functions)
     return gd
+
+
+def _splice_one(out: IR, engine: EngineNode, fname: str, renamed: dict[str, str]) -> None:
+    members = engine.plan.members
+    index = min(out.nodes[n]["index"] for n in members)
+    ctrl_srcs = sorted({u for m in members for u, _, d in out.in_edges(m, data=True)
+                        if d["control"] and u not in members and out.nodes[u]["op"] != "Const"})
+    consumers = [(m, dst, d) for m in members for _, dst, d in out.out_edges(m, data=True)
+                 if dst not in members]
+    out.add_node(engine.name, op=ENGINE_OP, node_def=engine_node_def(engine, fname),
+                 index=index, output_dtypes=[s.dtype for s in engine.outputs],
+                 output_shapes=[s.shape for s in engine.outputs])
+    pos = itertools.count()
+    for k, spec in enumerate(engine.inputs):
+        src, slot, _ = irmod.parse_input(renamed.get(spec.ref, spec.ref))
+        out.add_edge(src, engine.name, src_slot=slot, dst_slot=k, control=False, pos=next(pos))
+    for src in ctrl_srcs:
+        out.add_edge(src, engine.name, src_slot=-1, dst_slot=-1, control=True, pos=next(pos))
+    port = {spec.ref: k for k, spec in enumerate(engine.outputs)}
+    for ref, k in port.items():
+        renamed[ref] = irmod.tensor_ref(engine.name, k)
+    ctrl_done: set[str] = set()
+    for m, dst, d in consumers:
+        if d["control"]:
+            if dst not in ctrl_done:
+                ctrl_done.add(dst)
+                out.add_edge(engine.name, dst, src_slot=-1, dst_slot=-1, control=True,
+                             pos=d["pos"])
+        else:
+            k = port[irmod.tensor_ref(m, d["src_slot"])]
+            out.add_edge(engine.name, dst, src_slot=k, dst_slot=d["dst_slot"],
+                         control=False, pos=d["pos"])
+    out.remove_nodes_from(members)
+    out.remove_nodes_from([c for c in engine.plan.inlined
+                           if c in out and out.out_degree(c) == 0])
 
 
 def engine_nodes(graph_def: graph_pb2.GraphDef) -> list[node_def_pb2.NodeDef]:

@@ -39,8 +39,10 @@ def tensor_ref(name: str, slot: int) -> str:
 def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True) -> IR:
     """Import a GraphDef into the IR, with TensorFlow's inferred dtypes and shapes."""
     g = nx.MultiDiGraph()
-    g.graph["versions"] = graph_def.versions.SerializeToString()
-    g.graph["library"] = graph_def.library.SerializeToString()
+    g.graph["versions"] = (graph_def.versions.SerializeToString()
+                           if graph_def.HasField("versions") else None)
+    g.graph["library"] = (graph_def.library.SerializeToString()
+                          if graph_def.HasField("library") else None)
     for idx, nd in enumerate(graph_def.node):
         if nd.name in g:
             raise ValueError(f"GraphDef has two nodes named {nd.name!r}")
@@ -106,8 +108,10 @@ def attrs(g: IR, name: str) -> dict:
 def to_graph_def(g: IR) -> graph_pb2.GraphDef:
     """The IR as a GraphDef, in original node order (new nodes last, by name)."""
     out = graph_pb2.GraphDef()
-    out.versions.ParseFromString(g.graph.get("versions", b""))
-    out.library.ParseFromString(g.graph.get("library", b""))
+    if g.graph.get("versions") is not None:
+        out.versions.ParseFromString(g.graph["versions"])
+    if g.graph.get("library") is not None:
+        out.library.ParseFromString(g.graph["library"])
     order = sorted(g.nodes, key=lambda n: (g.nodes[n].get("index", float("inf")), n))
     for name in order:
         nd = out.node.add()

@@ -57,6 +57,8 @@ def expand_to_layout(ctx: LoweringContext, name: str, shape: tuple[int | None, .
     inv = invert_perm(perm)
     # axes (numbered in the broadcast rank) that may not be of size 1
     real = [lead + k for k, d in enumerate(shape) if d != 1]
+    if not real:
+        return name  # all unit dims: broadcasts as it is
     positions = [inv[a] for a in real]
     if positions == sorted(positions):
         # those axes keep their order: dropping and inserting unit axes is enough

@@ -68,7 +68,8 @@ def _dtype_reason(node: NodeInfo, attr: str, allowed: frozenset[np.dtype]) -> st
     dt = node.attr(attr)
     if dt not in allowed:
         names = ", ".join(sorted(dtype_name(d) for d in allowed))
-        return f"{node.op} op is not supported - {attr} must be one of [{names}], got {dtype_name(dt)}"
+        return (f"{node.op} op is not supported - {attr} must be one of [{names}], "
+                f"got {dtype_name(dt)}")
     return None
 
 
@@ -179,8 +180,11 @@ def _validate_pad(node: NodeInfo) -> str | None:
         return f"{node.op} paddings must have shape [{rank}, 2], got {list(pads.shape)}"
     if (pads < 0).any():
         return f"{node.op} paddings must be non-negative, got {pads.tolist()}"
-    if node.op == "PadV2" and np.asarray(node.const(2)).size != 1:
-        return "PadV2 constant_values must be a scalar"
+    if node.op == "PadV2":
+        if len(node.inputs) < 3 or node.const(2) is None:
+            return "The input 2 (constant_values) of PadV2 must be a constant"
+        if np.asarray(node.const(2)).size != 1:
+            return "PadV2 constant_values must be a scalar"
     if node.op == "MirrorPad":
         mode = node.attr("mode")
         if mode not in ("REFLECT", "SYMMETRIC"):
@@ -238,6 +242,8 @@ def _symmetric_pad(ctx: LoweringContext, x: str, pads: np.ndarray, hint: str) ->
 
 def _validate_concat(node: NodeInfo) -> str | None:
     n = len(node.inputs) - 1
+    if node.const(n) is None:
+        return "The axis input of ConcatV2 must be a constant"
     rank = next((node.rank(i) for i in range(n) if node.rank(i) is not None), None)
     if rank is None:
         return "The inputs of ConcatV2 must have a known rank"
@@ -253,22 +259,12 @@ def convert_concat(ctx: LoweringContext, node: NodeInfo) -> None:
     n = len(node.inputs) - 1
     rank = next(node.rank(i) for i in range(n) if node.rank(i) is not None)
     axis = _int_list(node.const(n))[0] % rank
+    # keep the layout shared by all non-constant inputs; constants are transposed to it
     perms = {ctx.input_any(node, i)[1] for i in range(n) if node.const(i) is None}
     perm = perms.pop() if len(perms) == 1 else None
     inputs = [_const_input_in(ctx, node, i, perm) for i in range(n)]
     y = ctx.node("Concat", inputs, hint=node.name, axis=_onnx_axes(perm, [axis])[0])
     ctx.set_output(node, 0, y, perm)
-
-
-def _validate_concat_axis(node: NodeInfo) -> str | None:
-    if node.const(len(node.inputs) - 1) is None:
-        return "The axis input of ConcatV2 must be a constant"
-    return _validate_concat(node)
-
-
-# the axis is the last input, whose index varies: check it in validate
-convert_concat = converter("ConcatV2", dtypes=DATA_DTYPES, validate=_validate_concat_axis,
-                           restrictions="axis must be constant")(convert_concat.convert)
 
 
 def _validate_pack(node: NodeInfo) -> str | None:
@@ -393,6 +389,10 @@ class _StridedSlice:
     new_axes: list[int]  # output axes of size 1 inserted
 
 
+def _bit(mask: int, i: int) -> bool:
+    return bool(mask >> i & 1)
+
+
 def _strided_slice(node: NodeInfo) -> _StridedSlice | str:
     """Resolve the sparse begin/end/strides/masks of a StridedSlice against the input rank."""
     rank = node.rank(0)
@@ -409,34 +409,34 @@ def _strided_slice(node: NodeInfo) -> _StridedSlice | str:
     shrink = node.attr("shrink_axis_mask", 0)
     if bin(ellipsis).count("1") > 1:
         return "StridedSlice with more than one ellipsis is invalid"
-    # (sparse index or None for a full range, output kind) per entry, ellipsis expanded
     if ellipsis == 0:
         ellipsis, n = 1 << n, n + 1  # an implicit ellipsis at the end
-    bit = lambda mask, i: bool(mask >> i & 1)  # noqa: E731
     entries: list[int | None] = []  # sparse index of each dense axis (None: full range)
     new_positions: list[int] = []
     out_rank = 0
     for i in range(n):
-        if bit(ellipsis, i):
-            used = sum(1 for j in range(n) if not bit(ellipsis, j) and not bit(new_axis, j))
+        if _bit(ellipsis, i):
+            used = sum(1 for j in range(n) if not _bit(ellipsis, j) and not _bit(new_axis, j))
             count = rank - used
             if count < 0:
                 break
             entries.extend([None] * count)
             out_rank += count
-        elif bit(new_axis, i):
+        elif _bit(new_axis, i):
             new_positions.append(out_rank)
             out_rank += 1
         else:
             entries.append(i)
-            out_rank += 0 if bit(shrink, i) else 1
+            out_rank += 0 if _bit(shrink, i) else 1
     if len(entries) != rank:
         return f"StridedSlice indexes {len(entries)} axes of a rank-{rank} input"
     starts, ends, steps, shrunk = [], [], [], []
     for axis, i in enumerate(entries):
         if i is None:
-            starts.append(0), ends.append(INT64_MAX), steps.append(1)
-        elif bit(shrink, i):
+            starts.append(0)
+            ends.append(INT64_MAX)
+            steps.append(1)
+        elif _bit(shrink, i):
             b = begin[i]
             if strides[i] < 0:
                 return "StridedSlice shrink_axis_mask needs a positive stride"
@@ -446,8 +446,8 @@ def _strided_slice(node: NodeInfo) -> _StridedSlice | str:
             shrunk.append(axis)
         else:
             s = strides[i]
-            starts.append((0 if s > 0 else INT64_MAX) if bit(bm, i) else begin[i])
-            ends.append((INT64_MAX if s > 0 else INT64_MIN) if bit(em, i) else end[i])
+            starts.append((0 if s > 0 else INT64_MAX) if _bit(bm, i) else begin[i])
+            ends.append((INT64_MAX if s > 0 else INT64_MIN) if _bit(em, i) else end[i])
             steps.append(s)
     return _StridedSlice(starts, ends, steps, shrunk, new_positions)
 

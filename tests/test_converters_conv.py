@@ -1,0 +1,329 @@
+"""Convolution, pooling and batch-norm converters against TensorFlow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tftrt.compiler.lowering import node_info
+from tftrt.converters.context import NodeInfo
+from tftrt.plugins.manager import get_registry
+from tftrt.testing import check_function, lower_function, run_onnx, trace
+
+TOL = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def _rand(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _node(fn: Callable[..., object], specs: list[tf.TensorSpec], op: str) -> NodeInfo:
+    g, _, _ = trace(fn, specs)
+    return node_info(g, next(n for n in g.nodes if g.nodes[n]["op"] == op))
+
+
+def _refusal(fn: Callable[..., object], specs: list[tf.TensorSpec], op: str) -> str | None:
+    return get_registry().converter(op).validate(_node(fn, specs, op))
+
+
+def _op_types(model) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+def _spatial(value: int, data_format: str = "NHWC") -> list[int]:
+    """A 4-entry stride/dilation/ksize attribute with ``value`` on the spatial axes."""
+    return [1, 1, value, value] if data_format == "NCHW" else [1, value, value, 1]
+
+
+def _conv(filt: np.ndarray, strides: int, padding: str, dilations: int = 1, **kw):
+    fmt = kw.get("data_format", "NHWC")
+
+    def fn(x):
+        return tf.raw_ops.Conv2D(input=x, filter=tf.constant(filt),
+                                 strides=_spatial(strides, fmt), padding=padding,
+                                 dilations=_spatial(dilations, fmt), **kw)
+    return fn
+
+
+def _depthwise(filt: np.ndarray, strides: int, padding: str, dilations: int = 1, **kw):
+    fmt = kw.get("data_format", "NHWC")
+
+    def fn(x):
+        return tf.raw_ops.DepthwiseConv2dNative(
+            input=x, filter=tf.constant(filt), strides=_spatial(strides, fmt), padding=padding,
+            dilations=_spatial(dilations, fmt), **kw)
+    return fn
+
+
+# -- Conv2D ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [7, 8])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv2d(size: int, stride: int, padding: str) -> None:
+    fn = _conv(_rand((3, 3, 3, 4), 1), stride, padding)
+    model = check_function(fn, [_rand((2, size, size + 1, 3))], **TOL)
+    # NHWC in, NCHW conv, NHWC out
+    assert _op_types(model).count("Transpose") == 2
+
+
+@pytest.mark.parametrize("kernel,stride,size", [((2, 2), 2, 7), ((1, 1), 2, 7), ((2, 3), 3, 8),
+                                                ((4, 4), 1, 6), ((1, 5), 2, 9)])
+def test_conv2d_same_asymmetric(kernel: tuple[int, int], stride: int, size: int) -> None:
+    fn = _conv(_rand((*kernel, 2, 3), 1), stride, "SAME")
+    check_function(fn, [_rand((1, size, size, 2))], **TOL)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv2d_dilated(stride: int, padding: str) -> None:
+    fn = _conv(_rand((3, 3, 2, 3), 1), stride, padding, dilations=2)
+    check_function(fn, [_rand((1, 11, 10, 2))], **TOL)
+
+
+def test_conv2d_explicit_padding() -> None:
+    fn = _conv(_rand((3, 2, 2, 3), 1), 2, "EXPLICIT",
+               explicit_paddings=[0, 0, 1, 2, 0, 1, 0, 0])
+    check_function(fn, [_rand((1, 7, 6, 2))], **TOL)
+
+
+def test_conv2d_grouped() -> None:
+    fn = _conv(_rand((3, 3, 2, 6), 1), 1, "SAME")  # 3 groups of 2 input channels
+    check_function(fn, [_rand((1, 5, 5, 6))], **TOL)
+
+
+def test_conv2d_dynamic_batch_with_reshape() -> None:
+    filt = _rand((3, 3, 3, 4), 1)
+
+    def fn(x):
+        y = _conv(filt, 2, "SAME")(x)
+        return tf.raw_ops.Reshape(tensor=y, shape=tf.constant([-1, 4 * 4 * 4]))
+
+    specs = [tf.TensorSpec([None, 8, 8, 3], tf.float32)]
+    check_function(fn, [_rand((3, 8, 8, 3))], specs=specs, **TOL)
+    check_function(fn, [_rand((1, 8, 8, 3), 2)], specs=specs, **TOL)
+
+
+@pytest.mark.parametrize("kernel,stride,dilations", [(3, 2, 1), (3, 1, 2), (1, 2, 1), (2, 2, 1)])
+def test_conv2d_unknown_spatial_dims(kernel: int, stride: int, dilations: int) -> None:
+    fn = _conv(_rand((kernel, kernel, 3, 4), 1), stride, "SAME", dilations)
+    specs = [tf.TensorSpec([None, None, None, 3], tf.float32)]
+    for size in (7, 8):
+        check_function(fn, [_rand((1, size, size + 1, 3), size)], specs=specs, **TOL)
+
+
+def _nchw_matches_nhwc(nhwc: Callable, nchw: Callable, x: np.ndarray) -> None:
+    """The NCHW node lowered to ONNX equals TensorFlow's NHWC result (TF CPU lacks NCHW)."""
+    xt = np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)))
+    model = lower_function(nchw, [tf.TensorSpec(xt.shape, tf.float32)])
+    assert "Transpose" not in _op_types(model)
+    got = run_onnx(model, [xt])[0]
+    expected = np.transpose(nhwc(tf.constant(x)).numpy(), (0, 3, 1, 2))
+    np.testing.assert_allclose(got, expected, **TOL)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv2d_nchw(padding: str) -> None:
+    filt = _rand((3, 3, 3, 4), 1)
+    _nchw_matches_nhwc(_conv(filt, 2, padding, 2),
+                       _conv(filt, 2, padding, 2, data_format="NCHW"), _rand((1, 9, 8, 3)))
+
+
+def test_conv2d_nchw_strides_and_explicit_pads_follow_the_format() -> None:
+    filt = _rand((3, 3, 2, 4), 1)
+
+    def nhwc(x):
+        return tf.raw_ops.Conv2D(input=x, filter=filt, strides=[1, 2, 1, 1], padding="EXPLICIT",
+                                 explicit_paddings=[0, 0, 2, 1, 0, 1, 0, 0])
+
+    def nchw(x):
+        return tf.raw_ops.Conv2D(input=x, filter=filt, strides=[1, 1, 2, 1], padding="EXPLICIT",
+                                 explicit_paddings=[0, 0, 0, 0, 2, 1, 0, 1], data_format="NCHW")
+
+    _nchw_matches_nhwc(nhwc, nchw, _rand((1, 7, 6, 2)))
+
+
+# -- DepthwiseConv2dNative --------------------------------------------------------------
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_depthwise(multiplier: int, stride: int, padding: str) -> None:
+    fn = _depthwise(_rand((3, 3, 3, multiplier), 1), stride, padding)
+    check_function(fn, [_rand((2, 7, 8, 3))], **TOL)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_depthwise_dilated(padding: str) -> None:
+    # TF's CPU kernel has no dilations: compare with tf.nn's space-to-batch version
+    filt, x = _rand((3, 3, 2, 2), 1), _rand((1, 9, 10, 2))
+    model = lower_function(_depthwise(filt, 1, padding, 2), [tf.TensorSpec(x.shape, tf.float32)])
+    expected = tf.nn.depthwise_conv2d(x, filt, [1, 1, 1, 1], padding, dilations=[2, 2]).numpy()
+    np.testing.assert_allclose(run_onnx(model, [x])[0], expected, **TOL)
+
+
+def test_depthwise_explicit_padding() -> None:
+    fn = _depthwise(_rand((2, 3, 2, 1), 1), 2, "EXPLICIT",
+                    explicit_paddings=[0, 0, 1, 0, 2, 1, 0, 0])
+    check_function(fn, [_rand((1, 8, 7, 2))], **TOL)
+
+
+def test_depthwise_nchw() -> None:
+    filt = _rand((3, 3, 3, 2), 1)
+    _nchw_matches_nhwc(_depthwise(filt, 2, "SAME"), _depthwise(filt, 2, "SAME",
+                                                                data_format="NCHW"),
+                       _rand((1, 7, 8, 3)))
+
+
+# -- MaxPool / AvgPool -------------------------------------------------------------------
+
+def _pool(op: str, ksize: int, stride: int, padding: str, **kw):
+    def fn(x):
+        kwargs = {"input" if op == "MaxPool" else "value": x}
+        fmt = kw.get("data_format", "NHWC")
+        return getattr(tf.raw_ops, op)(**kwargs, ksize=_spatial(ksize, fmt),
+                                       strides=_spatial(stride, fmt), padding=padding, **kw)
+    return fn
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AvgPool"])
+@pytest.mark.parametrize("ksize,stride", [(3, 2), (2, 2), (3, 1)])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("size", [7, 8])
+def test_pool(op: str, ksize: int, stride: int, padding: str, size: int) -> None:
+    check_function(_pool(op, ksize, stride, padding), [_rand((2, size, size + 1, 3))], **TOL)
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AvgPool"])
+def test_pool_unknown_spatial_dims(op: str) -> None:
+    specs = [tf.TensorSpec([None, None, None, 2], tf.float32)]
+    for size in (7, 8):
+        check_function(_pool(op, 3, 2, "SAME"), [_rand((1, size, size + 1, 2))], specs=specs,
+                       **TOL)
+
+
+def test_maxpool_explicit_padding() -> None:
+    fn = _pool("MaxPool", 3, 2, "EXPLICIT", explicit_paddings=[0, 0, 1, 2, 0, 1, 0, 0])
+    check_function(fn, [_rand((1, 7, 6, 2))], **TOL)
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AvgPool"])
+def test_pool_nchw(op: str) -> None:
+    _nchw_matches_nhwc(_pool(op, 3, 2, "SAME"), _pool(op, 3, 2, "SAME", data_format="NCHW"),
+                       _rand((1, 7, 8, 3)))
+
+
+# -- FusedBatchNorm ------------------------------------------------------------------------
+
+def _batch_norm(op: str, channels: int, **kw):
+    rng = np.random.default_rng(3)
+    scale, offset, mean = (rng.standard_normal(channels).astype(np.float32) for _ in range(3))
+    variance = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+
+    def fn(x):
+        return getattr(tf.raw_ops, op)(x=x, scale=scale, offset=offset, mean=mean,
+                                       variance=variance, epsilon=1e-3, is_training=False,
+                                       **kw)[0]
+    return fn
+
+
+@pytest.mark.parametrize("op", ["FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"])
+def test_fused_batch_norm(op: str) -> None:
+    check_function(_batch_norm(op, 3), [_rand((2, 5, 4, 3))], **TOL)
+
+
+def test_fused_batch_norm_nchw_dynamic() -> None:
+    specs = [tf.TensorSpec([None, 3, None, None], tf.float32)]
+    model = check_function(_batch_norm("FusedBatchNormV3", 3, data_format="NCHW"),
+                           [_rand((2, 3, 5, 4))], specs=specs, **TOL)
+    assert "Transpose" not in _op_types(model)
+
+
+def test_fused_batch_norm_batch_statistics_outputs() -> None:
+    def fn(x):
+        out = tf.raw_ops.FusedBatchNormV3(x=x, scale=[1.0, 2.0], offset=[0.0, 1.0],
+                                          mean=[0.5, -0.5], variance=[1.0, 4.0],
+                                          is_training=False)
+        return out[0], out[1], out[2]
+
+    check_function(fn, [_rand((1, 3, 3, 2))], **TOL)
+
+
+# -- layout ------------------------------------------------------------------------------------
+
+def test_nhwc_chain_has_transposes_only_at_its_ends() -> None:
+    def fn(x):
+        y = _conv(_rand((3, 3, 3, 8), 1), 2, "VALID")(x)
+        y = tf.raw_ops.Pad(input=y, paddings=tf.constant([[0, 0], [1, 1], [0, 1], [0, 0]]))
+        y = _depthwise(_rand((3, 3, 8, 1), 2), 1, "VALID")(y)
+        y = tf.raw_ops.MaxPool(input=y, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1],
+                               padding="SAME")
+        return _conv(_rand((1, 1, 8, 4), 3), 1, "SAME")(y)
+
+    model = check_function(fn, [_rand((2, 13, 12, 3))], **TOL)
+    assert _op_types(model).count("Transpose") == 2
+    model = lower_function(fn, [tf.TensorSpec([None, 13, 12, 3], tf.float32)])
+    assert _op_types(model).count("Transpose") == 2
+
+
+def test_batch_norm_after_conv_keeps_the_layout() -> None:
+    def fn(x):
+        return _batch_norm("FusedBatchNormV3", 4)(_conv(_rand((3, 3, 3, 4), 1), 1, "SAME")(x))
+
+    model = check_function(fn, [_rand((1, 6, 6, 3))], **TOL)
+    assert _op_types(model).count("Transpose") == 2
+
+
+# -- refusals -------------------------------------------------------------------------------------
+
+X4 = [tf.TensorSpec([1, 8, 8, 4], tf.float32)]
+
+
+def test_refuses_training_batch_norm() -> None:
+    def fn(x):
+        c = tf.ones([4])
+        return tf.raw_ops.FusedBatchNormV3(x=x, scale=c, offset=c, mean=tf.zeros([0]),
+                                           variance=tf.zeros([0]), is_training=True)[0]
+
+    assert _refusal(fn, X4, "FusedBatchNormV3") == "is_training=True is not supported"
+
+
+def test_refuses_non_constant_filter() -> None:
+    def fn(x, w):
+        return tf.raw_ops.Conv2D(input=x, filter=w, strides=[1, 1, 1, 1], padding="SAME")
+
+    specs = [*X4, tf.TensorSpec([3, 3, 4, 2], tf.float32)]
+    assert _refusal(fn, specs, "Conv2D") == "The input 1 of Conv2D must be a constant"
+
+
+def test_refuses_unknown_rank_and_bad_dtype() -> None:
+    fn = _conv(_rand((3, 3, 4, 2)), 1, "SAME")
+    reason = _refusal(fn, [tf.TensorSpec(None, tf.float32)], "Conv2D")
+    assert reason is not None and "must be 4-D" in reason
+    reason = _refusal(lambda x: tf.raw_ops.MaxPool(input=x, ksize=[1, 2, 2, 1],
+                                                   strides=[1, 2, 2, 1], padding="VALID"),
+                      [tf.TensorSpec([1, 4, 4, 2], tf.int32)], "MaxPool")
+    assert reason is not None and "Received: int32" in reason
+
+
+def test_refuses_dynamic_same_padding_it_cannot_match() -> None:
+    specs = [tf.TensorSpec([1, None, None, 4], tf.float32)]
+    reason = _refusal(_conv(_rand((3, 3, 4, 2)), 2, "SAME", 2), specs, "Conv2D")
+    assert reason is not None and "needs known spatial dimensions" in reason
+    reason = _refusal(_pool("MaxPool", 2, 3, "SAME"), specs, "MaxPool")
+    assert reason is not None and "smaller than the strides" in reason
+    # with known dims the same nodes convert
+    assert _refusal(_conv(_rand((3, 3, 4, 2)), 2, "SAME", 2), X4, "Conv2D") is None
+    assert _refusal(_pool("MaxPool", 2, 3, "SAME"), X4, "MaxPool") is None
+
+
+def test_refuses_pooling_over_channels() -> None:
+    def fn(x):
+        return tf.raw_ops.MaxPool(input=x, ksize=[1, 1, 1, 2], strides=[1, 1, 1, 2],
+                                  padding="VALID")
+
+    reason = _refusal(fn, X4, "MaxPool")
+    assert reason is not None and "batch and channel dimensions must be 1" in reason
