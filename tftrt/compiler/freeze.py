@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
-from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
@@ -82,23 +82,45 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
     return loaded, sigs[signature_key]
 
 
+def _frozen_graph_def(func) -> tuple[graph_pb2.GraphDef, list[tf.Tensor], list[tf.Tensor]]:
+    """Variables -> constants without rebuilding a ConcreteFunction (that costs seconds).
+
+    Uses convert_to_constants' internals, pinned to the TF versions we test;
+    falls back to the public API if they change.
+    """
+    n_user = len(func.inputs) - len(func.captured_inputs)
+    try:
+        from tensorflow.python.framework import convert_to_constants as c2c
+
+        data = c2c._FunctionConverterDataInEager(  # noqa: SLF001
+            func=func, lower_control_flow=True, aggressive_inlining=False)
+        graph_def, converted = c2c._replace_variables_by_constants(  # noqa: SLF001
+            converter_data=data)
+    except (ImportError, AttributeError, TypeError):
+        frozen = convert_variables_to_constants_v2(func)
+        return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs)
+    if len(set(converted)) != len(func.captured_inputs):
+        raise SavedModelError("the signature captures state that cannot be frozen into "
+                              "constants (e.g. a lookup table)")
+    return graph_def, list(func.inputs[:n_user]), list(func.outputs)
+
+
 def freeze_function(func, signature_key: str) -> FrozenModel:
     """Variables -> constants, then Grappler; signature names kept."""
-    frozen = convert_variables_to_constants_v2(func)
+    graph_def, in_tensors, out_tensors = _frozen_graph_def(func)
     in_specs = func.structured_input_signature[1]
     in_names = sorted(in_specs) if in_specs else [
-        t.name.split(":")[0] for t in frozen.inputs]
+        t.name.split(":")[0] for t in in_tensors]
     out_struct = func.structured_outputs
     out_names = sorted(out_struct) if isinstance(out_struct, dict) else [
-        f"output_{k}" for k in range(len(frozen.outputs))]
-    if len(in_names) != len(frozen.inputs) or len(out_names) != len(frozen.outputs):
+        f"output_{k}" for k in range(len(out_tensors))]
+    if len(in_names) != len(in_tensors) or len(out_names) != len(out_tensors):
         raise SavedModelError("the signature's inputs/outputs do not match its graph")
-    graph_def = frozen.graph.as_graph_def()
     for node in graph_def.node:
         node.device = ""
-    inputs = tuple(_tensor(n, t) for n, t in zip(in_names, frozen.inputs, strict=True))
-    outputs = tuple(_tensor(n, t) for n, t in zip(out_names, frozen.outputs, strict=True))
-    optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs], frozen.graph)
+    inputs = tuple(_tensor(n, t) for n, t in zip(in_names, in_tensors, strict=True))
+    outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
+    optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs])
     return FrozenModel(optimized, inputs, outputs, signature_key)
 
 
@@ -107,10 +129,10 @@ def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:
     return SignatureTensor(name, _ref(t.name), np.dtype(t.dtype.as_numpy_dtype), shape)
 
 
-def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
-                 graph: tf.Graph | None = None) -> graph_pb2.GraphDef:
+def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2.GraphDef:
     """Constant folding, function inlining, pruning and arithmetic, keeping ``fetches``."""
-    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph_def, graph=graph)
+    meta = meta_graph_pb2.MetaGraphDef()
+    meta.graph_def.CopyFrom(graph_def)
     fetch = meta.collection_def["train_op"]
     for ref in fetches:
         fetch.node_list.value.append(ref)

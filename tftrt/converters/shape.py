@@ -88,6 +88,12 @@ def _int_list(value: np.ndarray | None) -> list[int]:
 # -- Reshape / Squeeze / ExpandDims ---------------------------------------------
 
 def _validate_reshape(node: NodeInfo) -> str | None:
+    if node.const(1) is None:  # a shape computed in the graph, e.g. by Keras Flatten
+        if len(node.input_shapes) < 2 or node.rank(1) != 1:
+            return "The shape input of Reshape must be 1-D"
+        if node.input_dtypes[1] not in INDEX_DTYPES:
+            return "The shape input of Reshape must be int32 or int64"
+        return None
     shape = np.asarray(node.const(1))
     if shape.ndim > 1:
         return f"The shape input of Reshape must be 1-D, got rank {shape.ndim}"
@@ -99,11 +105,19 @@ def _validate_reshape(node: NodeInfo) -> str | None:
     return None
 
 
-@converter("Reshape", dtypes=DATA_DTYPES, const_inputs=(1,), validate=_validate_reshape,
-           restrictions="shape must be constant and have no zero dimension")
+@converter("Reshape", dtypes=DATA_DTYPES, validate=_validate_reshape,
+           restrictions="a constant shape must have no zero dimension")
 def convert_reshape(ctx: LoweringContext, node: NodeInfo) -> None:
-    shape = ctx.int64s(_int_list(node.const(1)), f"{node.name}/shape")
-    y = ctx.node("Reshape", [ctx.input(node, 0), shape], hint=node.name, allowzero=0)
+    if node.const(1) is not None:
+        shape = ctx.int64s(_int_list(node.const(1)), f"{node.name}/shape")
+        allowzero = 0
+    else:
+        shape = ctx.input(node, 1)
+        if node.input_dtypes[1] != np.int64:
+            shape = ctx.node("Cast", [shape], hint=f"{node.name}/shape", to=onnx_dtype(np.int64))
+        # a 0 computed at run time means an empty dimension, as in TF
+        allowzero = 1
+    y = ctx.node("Reshape", [ctx.input(node, 0), shape], hint=node.name, allowzero=allowzero)
     ctx.set_output(node, 0, y)
 
 
@@ -220,7 +234,7 @@ def convert_pad(ctx: LoweringContext, node: NodeInfo) -> None:
 
 
 def _symmetric_pad(ctx: LoweringContext, x: str, pads: np.ndarray, hint: str) -> str:
-    """``x`` padded by mirroring, edge included (TF SYMMETRIC): reversed slices + Concat."""
+    """``x`` padded by ``pads`` ([rank, 2]) mirroring with the edge included (TF SYMMETRIC)."""
     for axis, (before, after) in enumerate(pads.tolist()):
         if before == 0 and after == 0:
             continue
@@ -445,9 +459,21 @@ def _strided_slice(node: NodeInfo) -> _StridedSlice | str:
             steps.append(1)
             shrunk.append(axis)
         else:
-            s = strides[i]
-            starts.append((0 if s > 0 else INT64_MAX) if _bit(bm, i) else begin[i])
-            ends.append((INT64_MAX if s > 0 else INT64_MIN) if _bit(em, i) else end[i])
+            s, b, e = strides[i], begin[i], end[i]
+            if _bit(bm, i):
+                b = 0 if s > 0 else INT64_MAX
+            if _bit(em, i):
+                e = INT64_MAX if s > 0 else INT64_MIN
+            if s < 0 and not _bit(bm, i) and b < -1:
+                # a start before the first element makes TF's slice empty; ONNX clamps it to 0
+                dim = node.input_shapes[0][axis]
+                if dim is None:
+                    return (f"StridedSlice with stride {s} and begin {b} on axis {axis} "
+                            "needs a known dimension")
+                if b + dim < 0:
+                    b, e = 0, 0
+            starts.append(b)
+            ends.append(e)
             steps.append(s)
     return _StridedSlice(starts, ends, steps, shrunk, new_positions)
 

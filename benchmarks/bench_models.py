@@ -1,0 +1,95 @@
+"""TF native vs tftrt, side by side in one run: median ms per call.
+
+    python benchmarks/bench_models.py [--models mobilenet_v2 resnet50] [--batch 1 16]
+
+Models are keras.applications with random weights, exported as SavedModels;
+the native baseline is that SavedModel's serving signature, as users call it.
+Results are printed as a table and written to benchmarks/results/models.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tftrt import trt_convert as trt  # noqa: E402
+from tftrt.cli import median_ms  # noqa: E402
+
+MODELS = {
+    "mobilenet_v2": lambda: keras.applications.MobileNetV2(weights=None, classifier_activation=None),
+    "resnet50": lambda: keras.applications.ResNet50(weights=None, classifier_activation=None),
+}
+
+
+def bench(name: str, batches: list[int], calls: int, backend: str, workdir: str) -> list[dict]:
+    keras.utils.set_random_seed(0)
+    src = os.path.join(workdir, name)
+    MODELS[name]().export(src, verbose=False)
+    serve = tf.saved_model.load(src).signatures["serving_default"]
+    (in_name,) = serve.structured_input_signature[1]
+    t0 = time.perf_counter()
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=src, backend=backend,
+                                   maximum_cached_engines=len(batches))
+    fn = conv.convert()
+    convert_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    inputs = {b: rng.random((b, 224, 224, 3), dtype=np.float32) for b in batches}
+    t0 = time.perf_counter()
+    conv.build(lambda: ([inputs[b]] for b in batches))
+    build_s = time.perf_counter() - t0
+    rows = []
+    for b in batches:
+        x, xt = inputs[b], tf.constant(inputs[b])
+        n = max(10, calls // b)
+        native = median_ms(lambda xt=xt: serve(**{in_name: xt}), n)
+        ours = median_ms(lambda x=x: fn(x), n)
+        want = next(iter(serve(**{in_name: xt}).values())).numpy()
+        got = next(iter(fn(x).values())).numpy()
+        rows.append({"model": name, "batch": b, "tf_native_ms": round(native, 2),
+                     "tftrt_ms": round(ours, 2), "speedup": round(native / ours, 2),
+                     "max_rel_err": float(np.abs(got - want).max() / np.abs(want).max()),
+                     "engines": len(conv.engines), "backend": conv.backend,
+                     "convert_s": round(convert_s, 2), "build_s": round(build_s, 2),
+                     "calls": n})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--batch", nargs="+", type=int, default=[1, 16])
+    p.add_argument("--calls", type=int, default=100, help="calls at batch 1 (fewer at larger)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
+                                        "models.json"))
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        rows = [r for m in args.models for r in bench(m, args.batch, args.calls, args.backend,
+                                                      workdir)]
+    print(f"{'model':14} {'batch':>5} {'TF ms':>9} {'tftrt ms':>9} {'speedup':>8} "
+          f"{'rel err':>9} {'engines':>7} {'convert s':>9}")
+    for r in rows:
+        print(f"{r['model']:14} {r['batch']:>5} {r['tf_native_ms']:>9.2f} {r['tftrt_ms']:>9.2f} "
+              f"{r['speedup']:>7.2f}x {r['max_rel_err']:>9.1e} {r['engines']:>7} "
+              f"{r['convert_s']:>9.2f}")
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"tensorflow": tf.__version__, "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

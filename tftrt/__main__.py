@@ -1,0 +1,7 @@
+"""``python -m tftrt`` runs the command line."""
+
+import sys
+
+from tftrt.cli import main
+
+sys.exit(main())

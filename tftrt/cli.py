@@ -1,0 +1,96 @@
+"""The ``tftrt`` command line: ``tftrt demo`` and ``tftrt convert``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+
+def median_ms(fn: Callable[[], object], calls: int, warmup: int = 5) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``calls`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tftrt import trt_convert as trt
+
+    workdir = tempfile.mkdtemp(prefix="tftrt-demo-")
+    src = os.path.join(workdir, "mobilenet_v2")
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
+    model.export(src, verbose=False)
+    print(f"Exported keras.applications.MobileNetV2 (random weights) to {src}")
+    t0 = time.perf_counter()
+    converter = trt.TrtGraphConverterV2(input_saved_model_dir=src, backend=args.backend)
+    trt_func = converter.convert()
+    x = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32)
+    converter.build(input_fn=lambda: iter([[x]]))
+    print(f"Converted and built in {time.perf_counter() - t0:.1f} s")
+    converter.summary()
+    serve = tf.saved_model.load(src).signatures["serving_default"]
+    (name,) = serve.structured_input_signature[1]
+    xt = tf.constant(x)
+    native_ms = median_ms(lambda: serve(**{name: xt}), args.calls)
+    conv_ms = median_ms(lambda: trt_func(x), args.calls)
+    want = next(iter(serve(**{name: xt}).values())).numpy()
+    got = next(iter(trt_func(x).values())).numpy()
+    err = float(np.abs(got - want).max() / np.abs(want).max())
+    print(f"TensorFlow native SavedModel: {native_ms:.2f} ms/call (median of {args.calls})")
+    print(f"tftrt ({converter.backend}):     {conv_ms:.2f} ms/call")
+    print(f"Speedup: {native_ms / conv_ms:.2f}x; max relative difference {err:.2e}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from tftrt import trt_convert as trt
+
+    converter = trt.TrtGraphConverterV2(
+        input_saved_model_dir=args.input, input_saved_model_signature_key=args.signature,
+        precision_mode=args.precision, minimum_segment_size=args.minimum_segment_size,
+        use_dynamic_shape=args.dynamic_shape, backend=args.backend)
+    converter.convert()
+    converter.summary()
+    converter.save(args.output, overwrite=args.overwrite)
+    print(f"Saved to {args.output}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tftrt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="convert an embedded model and measure the speedup")
+    demo.add_argument("--backend", default="auto")
+    demo.add_argument("--calls", type=int, default=50)
+    demo.set_defaults(func=_demo)
+    conv = sub.add_parser("convert", help="convert a SavedModel")
+    conv.add_argument("input")
+    conv.add_argument("output")
+    conv.add_argument("--signature", default="serving_default")
+    conv.add_argument("--precision", default="FP32")
+    conv.add_argument("--minimum-segment-size", type=int, default=3)
+    conv.add_argument("--dynamic-shape", action="store_true")
+    conv.add_argument("--backend", default="auto")
+    conv.add_argument("--overwrite", action="store_true")
+    conv.set_defaults(func=_convert)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
