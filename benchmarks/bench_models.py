@@ -27,15 +27,15 @@ from tftrt import trt_convert as trt  # noqa: E402
 from tftrt.cli import median_ms  # noqa: E402
 
 MODELS = {
-    "mobilenet_v2": lambda: keras.applications.MobileNetV2(weights=None, classifier_activation=None),
-    "resnet50": lambda: keras.applications.ResNet50(weights=None, classifier_activation=None),
+    "mobilenet_v2": keras.applications.MobileNetV2,
+    "resnet50": keras.applications.ResNet50,
 }
 
 
 def bench(name: str, batches: list[int], calls: int, backend: str, workdir: str) -> list[dict]:
     keras.utils.set_random_seed(0)
     src = os.path.join(workdir, name)
-    MODELS[name]().export(src, verbose=False)
+    MODELS[name](weights=None, classifier_activation=None).export(src, verbose=False)
     serve = tf.saved_model.load(src).signatures["serving_default"]
     (in_name,) = serve.structured_input_signature[1]
     t0 = time.perf_counter()

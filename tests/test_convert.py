@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import export_module, max_rel_err
 from tftrt import trt_convert as trt
 from tftrt.compiler import ir
 from tftrt.errors import EngineError
-from tests.conftest import export_module, max_rel_err
 
 RNG = np.random.default_rng(1)
 W1 = RNG.standard_normal((16, 32)).astype(np.float32) * 0.3
@@ -78,8 +78,8 @@ def test_denylisted_op_splits_into_two_engines(mlp_dir: str, monkeypatch) -> Non
     fn = conv.convert()
     gd = conv.converted_graph_def
     names = engine_names(conv)
-    assert names == ["TRTEngineOp_%03d_000" % int(names[0].split("_")[1]),
-                     "TRTEngineOp_%03d_001" % int(names[0].split("_")[1])]
+    seq = names[0].split("_")[1]
+    assert names == [f"TRTEngineOp_{seq}_000", f"TRTEngineOp_{seq}_001"]
     tanh = [n for n in gd.node if n.op == "Tanh"]
     assert len(tanh) == 1 and tanh[0].input[0].startswith(names[0])
     assert any(i.startswith(tanh[0].name) for i in
@@ -165,3 +165,12 @@ def test_dynamic_shape_builds_one_engine(mlp_dir) -> None:
         assert max_rel_err(run(fn, x), two_block_mlp(x).numpy()) < 1e-5
     (op,) = conv.engines.values()
     assert op.stats.builds == 1
+
+
+def test_graph_viz_export(mlp_dir, monkeypatch, tmp_path) -> None:
+    path = tmp_path / "graph.dot"
+    monkeypatch.setenv("TF_TRT_EXPORT_GRAPH_VIZ_PATH", str(path))
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=mlp_dir)
+    conv.convert()
+    text = path.read_text()
+    assert text.startswith("digraph") and "TRTEngineOp" in text and "#76b900" in text

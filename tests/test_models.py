@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import max_rel_err
 from tftrt import trt_convert as trt
 from tftrt.compiler import ir
-from tests.conftest import max_rel_err
 
 APPS = {
     "MobileNetV2": keras.applications.MobileNetV2,
