@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tftrt import trt_convert as trt  # noqa: E402
-from tftrt.cli import median_ms  # noqa: E402
+from tftrt.cli import interleaved_median_ms  # noqa: E402
 
 MODELS = {
     "mobilenet_v2": keras.applications.MobileNetV2,
@@ -32,36 +32,41 @@ MODELS = {
 }
 
 
-def bench(name: str, batches: list[int], calls: int, backend: str, workdir: str) -> list[dict]:
+def bench(name: str, batches: list[int], calls: int, backends: list[str],
+          workdir: str) -> list[dict]:
     keras.utils.set_random_seed(0)
     src = os.path.join(workdir, name)
     MODELS[name](weights=None, classifier_activation=None).export(src, verbose=False)
     serve = tf.saved_model.load(src).signatures["serving_default"]
     (in_name,) = serve.structured_input_signature[1]
-    t0 = time.perf_counter()
-    conv = trt.TrtGraphConverterV2(input_saved_model_dir=src, backend=backend,
-                                   maximum_cached_engines=len(batches))
-    fn = conv.convert()
-    convert_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     inputs = {b: rng.random((b, 224, 224, 3), dtype=np.float32) for b in batches}
-    t0 = time.perf_counter()
-    conv.build(lambda: ([inputs[b]] for b in batches))
-    build_s = time.perf_counter() - t0
+    convs = []
+    for backend in backends:
+        t0 = time.perf_counter()
+        conv = trt.TrtGraphConverterV2(input_saved_model_dir=src, backend=backend,
+                                       maximum_cached_engines=len(batches))
+        fn = conv.convert()
+        convert_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        conv.build(lambda: ([inputs[b]] for b in batches))
+        convs.append((conv, fn, convert_s, time.perf_counter() - t0))
     rows = []
     for b in batches:
         x, xt = inputs[b], tf.constant(inputs[b])
         n = max(10, calls // b)
-        native = median_ms(lambda xt=xt: serve(**{in_name: xt}), n)
-        ours = median_ms(lambda x=x: fn(x), n)
+        fns = [lambda xt=xt: serve(**{in_name: xt})] + [lambda x=x, f=f: f(x)
+                                                        for _, f, _, _ in convs]
+        native, *ours = interleaved_median_ms(fns, n)
         want = next(iter(serve(**{in_name: xt}).values())).numpy()
-        got = next(iter(fn(x).values())).numpy()
-        rows.append({"model": name, "batch": b, "tf_native_ms": round(native, 2),
-                     "tftrt_ms": round(ours, 2), "speedup": round(native / ours, 2),
-                     "max_rel_err": float(np.abs(got - want).max() / np.abs(want).max()),
-                     "engines": len(conv.engines), "backend": conv.backend,
-                     "convert_s": round(convert_s, 2), "build_s": round(build_s, 2),
-                     "calls": n})
+        for (conv, fn, convert_s, build_s), ms in zip(convs, ours, strict=True):
+            got = next(iter(fn(x).values())).numpy()
+            rows.append({"model": name, "batch": b, "tf_native_ms": round(native, 2),
+                         "tftrt_ms": round(ms, 2), "speedup": round(native / ms, 2),
+                         "max_rel_err": float(np.abs(got - want).max() / np.abs(want).max()),
+                         "engines": len(conv.engines), "backend": conv.backend,
+                         "convert_s": round(convert_s, 2), "build_s": round(build_s, 2),
+                         "calls": n})
     return rows
 
 
@@ -70,19 +75,20 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--batch", nargs="+", type=int, default=[1, 16])
     p.add_argument("--calls", type=int, default=100, help="calls at batch 1 (fewer at larger)")
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--backends", nargs="+", default=["auto"],
+                   help="engine backends to compare (auto, openvino, onnxruntime)")
     p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                         "models.json"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        rows = [r for m in args.models for r in bench(m, args.batch, args.calls, args.backend,
-                                                      workdir)]
-    print(f"{'model':14} {'batch':>5} {'TF ms':>9} {'tftrt ms':>9} {'speedup':>8} "
-          f"{'rel err':>9} {'engines':>7} {'convert s':>9}")
+        rows = [r for m in args.models for r in bench(m, args.batch, args.calls,
+                                                      args.backends, workdir)]
+    print(f"{'model':14} {'batch':>5} {'backend':>12} {'TF ms':>9} {'tftrt ms':>9} "
+          f"{'speedup':>8} {'rel err':>9} {'engines':>7} {'convert s':>9}")
     for r in rows:
-        print(f"{r['model']:14} {r['batch']:>5} {r['tf_native_ms']:>9.2f} {r['tftrt_ms']:>9.2f} "
-              f"{r['speedup']:>7.2f}x {r['max_rel_err']:>9.1e} {r['engines']:>7} "
-              f"{r['convert_s']:>9.2f}")
+        print(f"{r['model']:14} {r['batch']:>5} {r['backend']:>12} {r['tf_native_ms']:>9.2f} "
+              f"{r['tftrt_ms']:>9.2f} {r['speedup']:>7.2f}x {r['max_rel_err']:>9.1e} "
+              f"{r['engines']:>7} {r['convert_s']:>9.2f}")
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"tensorflow": tf.__version__, "python": platform.python_version(),
