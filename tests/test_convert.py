@@ -49,6 +49,11 @@ def engine_names(conv: trt.TrtGraphConverterV2) -> list[str]:
     return [n.name for n in conv.converted_graph_def.node if n.op == "TRTEngineOp"]
 
 
+def assert_ir_round_trip(conv: trt.TrtGraphConverterV2) -> None:
+    frozen = conv.frozen_graph_def
+    assert ir.to_graph_def(ir.from_graph_def(frozen)) == frozen
+
+
 def assert_acyclic(graph_def) -> None:
     g = ir.from_graph_def(graph_def, infer_shapes=False)
     assert nx.is_directed_acyclic_graph(g)
@@ -64,6 +69,7 @@ def test_mlp_is_one_engine_on_each_backend(mlp_dir: str, backend: str) -> None:
     conv = trt.TrtGraphConverterV2(input_saved_model_dir=mlp_dir, backend=backend)
     fn = conv.convert()
     assert len(engine_names(conv)) == 1
+    assert_ir_round_trip(conv)
     x = RNG.standard_normal((4, 16)).astype(np.float32)
     assert max_rel_err(run(fn, x), two_block_mlp(x).numpy()) < 1e-5
     assert fn.runs_without_tensorflow
@@ -96,6 +102,7 @@ def test_side_branch_does_not_create_a_cycle(branch_dir: str) -> None:
     fn = conv.convert()
     gd = conv.converted_graph_def
     assert_acyclic(gd)
+    assert_ir_round_trip(conv)
     engines = engine_names(conv)
     assert len(engines) == 2  # {matmul, relu} and {sigmoid, mul, add}: never one
     x = RNG.standard_normal((5, 16)).astype(np.float32)
@@ -174,3 +181,19 @@ def test_graph_viz_export(mlp_dir, monkeypatch, tmp_path) -> None:
     conv.convert()
     text = path.read_text()
     assert text.startswith("digraph") and "TRTEngineOp" in text and "#76b900" in text
+
+
+def test_fp16_reports_the_precision_that_runs(mlp_dir) -> None:
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=mlp_dir, precision_mode="fp16",
+                                   backend="openvino")
+    fn = conv.convert()
+    lines: list[str] = []
+    conv.summary(print_fn=lines.append)
+    assert "precision: FP16 (not built yet)" in lines[0]
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    assert max_rel_err(run(fn, x), two_block_mlp(x).numpy()) < 2e-2
+    (op,) = conv.engines.values()
+    assert op.precision in ("FP32", "BF16", "FP16")
+    lines.clear()
+    conv.summary(print_fn=lines.append)
+    assert f"Backend: openvino, precision: {op.precision}" in lines[0]

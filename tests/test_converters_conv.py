@@ -327,3 +327,23 @@ def test_refuses_pooling_over_channels() -> None:
 
     reason = _refusal(fn, X4, "MaxPool")
     assert reason is not None and "batch and channel dimensions must be 1" in reason
+
+
+def test_batch_norm_refuses_used_reserve_space_outputs() -> None:
+    from tftrt.converters import conv as conv_module
+    from tftrt.converters.context import NodeInfo
+
+    vec = np.ones(3, np.float32)
+    node = NodeInfo(name="bn", op="FusedBatchNormV3",
+                    attrs={"T": np.dtype(np.float32), "is_training": False,
+                           "data_format": "NHWC", "epsilon": 1e-3},
+                    inputs=["x:0", "s:0", "o:0", "m:0", "v:0"],
+                    input_dtypes=[np.dtype(np.float32)] * 5,
+                    input_shapes=[(1, 4, 4, 3)] + [(3,)] * 4,
+                    input_consts=[None, vec, vec, vec, vec],
+                    output_dtypes=[np.dtype(np.float32)] * 6, output_shapes=[None] * 6,
+                    used_outputs=frozenset({0, 3}))
+    reason = conv_module.convert_batch_norm.validate(node)
+    assert reason is not None and "reserve-space outputs [3]" in reason
+    node.used_outputs = frozenset({0, 1})
+    assert conv_module.convert_batch_norm.validate(node) is None

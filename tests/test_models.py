@@ -29,7 +29,7 @@ def test_application_is_one_engine_and_matches_tf(name: str, tmp_path) -> None:
     assert [n.op for n in gd.node].count("TRTEngineOp") == 1
     assert fn.runs_without_tensorflow
     # IR round trip on the model's frozen graph
-    frozen = conv._conversion.frozen.graph_def
+    frozen = conv.frozen_graph_def
     assert ir.to_graph_def(ir.from_graph_def(frozen)) == frozen
     x = np.random.default_rng(0).random((2, 224, 224, 3), dtype=np.float32)
     serve = tf.saved_model.load(src).signatures["serving_default"]

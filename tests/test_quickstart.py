@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from tests.conftest import max_rel_err
+from tftrt.compiler import ir
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "quickstart.md"
 
@@ -34,6 +35,8 @@ def test_quickstart_runs_and_matches_keras(capsys) -> None:
     assert "TRTEngineOp_" in out
     # whole model in one engine: no TensorFlow in the per-call path
     assert ns["trt_func"].runs_without_tensorflow
+    frozen = ns["converter"].frozen_graph_def
+    assert ir.to_graph_def(ir.from_graph_def(frozen)) == frozen
     # loaded with its engines, nothing rebuilt
     loaded = ns["loaded"]
     assert max_rel_err(ns["logits"].numpy(), want) < 1e-4

@@ -156,6 +156,12 @@ class TrtGraphConverterV2:
         return self._conversion.graph_def
 
     @property
+    def frozen_graph_def(self):
+        """The input signature's graph after freezing and Grappler, before segmentation."""
+        self._require_converted("frozen_graph_def")
+        return self._conversion.frozen.graph_def
+
+    @property
     def engines(self) -> dict:
         self._require_converted("engines")
         return self._conversion.engines

@@ -53,10 +53,13 @@ def node_info(g: IR, name: str, dynamic_shape: bool = False) -> NodeInfo:
         dtypes.append(_at(sd["output_dtypes"], slot))
         shapes.append(_at(sd["output_shapes"], slot))
         consts.append(irmod.attrs(g, src).get("value") if sd["op"] == "Const" else None)
+    used = frozenset(d["src_slot"] for _, _, d in g.out_edges(name, data=True)
+                     if not d["control"])
     return NodeInfo(name=name, op=data["op"], attrs=irmod.attrs(g, name), inputs=inputs,
                     input_dtypes=dtypes, input_shapes=shapes, input_consts=consts,
                     output_dtypes=list(data["output_dtypes"]),
-                    output_shapes=list(data["output_shapes"]), dynamic_shape=dynamic_shape)
+                    output_shapes=list(data["output_shapes"]), dynamic_shape=dynamic_shape,
+                    used_outputs=used)
 
 
 def _at(lst: list, i: int):

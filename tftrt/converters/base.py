@@ -13,7 +13,8 @@ from tftrt.plugins.types import OpConverter, ValidateFn
 _DTYPE_NAMES = {np.dtype(np.float32): "float", np.dtype(np.float16): "half",
                 np.dtype(np.int32): "int32", np.dtype(np.int64): "int64",
                 np.dtype(np.bool_): "bool", np.dtype(np.int8): "int8",
-                np.dtype(np.uint8): "uint8", np.dtype(np.float64): "double"}
+                np.dtype(np.uint8): "uint8", np.dtype(np.float64): "double",
+                np.dtype(object): "string"}
 
 
 def dtype_name(dt: np.dtype | None) -> str:

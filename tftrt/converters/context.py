@@ -62,6 +62,8 @@ class NodeInfo:
     output_dtypes: list[np.dtype | None]
     output_shapes: list[Shape]
     dynamic_shape: bool = False
+    # output slots some node reads (data edges); converters may leave others unset
+    used_outputs: frozenset[int] = frozenset({0})
 
     def attr(self, key: str, default: Any = None) -> Any:
         return self.attrs.get(key, default)

@@ -230,6 +230,10 @@ def convert_pool(ctx: LoweringContext, node: NodeInfo) -> None:
 def _validate_batch_norm(node: NodeInfo) -> str | None:
     if node.attr("is_training", True):
         return "is_training=True is not supported"
+    reserved = sorted(k for k in node.used_outputs if k > 2)
+    if reserved:
+        return (f"{node.op} reserve-space outputs {reserved} are used; "
+                "only y, batch_mean and batch_variance convert")
     fmt = node.attr("data_format", "NHWC")
     if fmt not in _FORMATS:
         return f"{node.op} data_format {fmt!r} is not supported (only NHWC and NCHW)"

@@ -19,7 +19,8 @@ import numpy as np
 from tftrt.plugins.hookspecs import hookimpl
 from tftrt.plugins.types import BuildConfig, Engine, EngineBackend
 
-_HINT_TO_PRECISION = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+_HINT_TO_PRECISION = {"f32": "FP32", "float32": "FP32", "bf16": "BF16", "bfloat16": "BF16",
+                      "f16": "FP16", "float16": "FP16"}
 
 
 def _core():
@@ -57,9 +58,9 @@ class OpenVinoEngine:
         self._request = compiled.create_infer_request()
         self._outputs = list(compiled.outputs)
         self._lock = threading.Lock()
-        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.precision = _HINT_TO_PRECISION.get(hint.rsplit("'", 2)[-2] if "'" in hint else hint,
-                                                hint.upper())
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+        name = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        self.precision = _HINT_TO_PRECISION.get(name, name.upper())
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         with self._lock:
