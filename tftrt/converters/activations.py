@@ -6,7 +6,7 @@ import numpy as np
 
 from tftrt.converters.base import converter
 from tftrt.converters.context import LoweringContext, NodeInfo
-from tftrt.converters.elementwise import onnx_axis
+from tftrt.converters.elementwise import emit_same_layout, onnx_axis
 
 _SIMPLE = {"Relu": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "Elu": "Elu",
            "Softplus": "Softplus", "Softsign": "Softsign"}
@@ -18,15 +18,12 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 @converter(*_SIMPLE)
 def convert_activation(ctx: LoweringContext, node: NodeInfo) -> None:
-    name, perm = ctx.input_any(node, 0)
-    ctx.set_output(node, 0, ctx.node(_SIMPLE[node.op], [name], hint=node.name), perm)
+    emit_same_layout(ctx, node, _SIMPLE[node.op])
 
 
 @converter("Selu")
 def convert_selu(ctx: LoweringContext, node: NodeInfo) -> None:
-    name, perm = ctx.input_any(node, 0)
-    out = ctx.node("Selu", [name], hint=node.name, alpha=_SELU_ALPHA, gamma=_SELU_SCALE)
-    ctx.set_output(node, 0, out, perm)
+    emit_same_layout(ctx, node, "Selu", alpha=_SELU_ALPHA, gamma=_SELU_SCALE)
 
 
 @converter("LeakyRelu")

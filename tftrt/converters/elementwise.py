@@ -194,10 +194,15 @@ _UNARY = {"Sqrt": "Sqrt", "Exp": "Exp", "Log": "Log", "Neg": "Neg", "Abs": "Abs"
           "Reciprocal": "Reciprocal", "Erf": "Erf", "Floor": "Floor", "Ceil": "Ceil"}
 
 
+def emit_same_layout(ctx: LoweringContext, node: NodeInfo, onnx_op: str, **attrs: object) -> None:
+    """Lower a one-input elementwise op to ``onnx_op``, keeping its input's layout."""
+    name, perm = ctx.input_any(node, 0)
+    ctx.set_output(node, 0, ctx.node(onnx_op, [name], hint=node.name, **attrs), perm)
+
+
 @converter(*_UNARY)
 def convert_unary(ctx: LoweringContext, node: NodeInfo) -> None:
-    name, perm = ctx.input_any(node, 0)
-    ctx.set_output(node, 0, ctx.node(_UNARY[node.op], [name], hint=node.name), perm)
+    emit_same_layout(ctx, node, _UNARY[node.op])
 
 
 @converter("Rsqrt")
