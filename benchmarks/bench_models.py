@@ -4,6 +4,8 @@
 
 Models are keras.applications with random weights, exported as SavedModels;
 the native baseline is that SavedModel's serving signature, as users call it.
+``--peer tf2onnx`` adds the peer path (tf2onnx -> ONNX Runtime) in the same run;
+tf2onnx is not a dependency: ``pip install --no-deps tf2onnx``.
 Results are printed as a table and written to benchmarks/results/models.json.
 """
 
@@ -32,12 +34,29 @@ MODELS = {
 }
 
 
+def tf2onnx_peer(serve, in_name: str, batch: int):
+    """The peer path: tf2onnx's ONNX of the signature, run by ONNX Runtime; and its time."""
+    import onnxruntime as ort
+    import tf2onnx
+
+    spec = serve.structured_input_signature[1][in_name]
+    t0 = time.perf_counter()
+    model, _ = tf2onnx.convert.from_function(
+        tf.function(lambda x: serve(**{in_name: x})),
+        input_signature=[tf.TensorSpec([batch, *spec.shape[1:]], spec.dtype, name="x")],
+        opset=17)
+    convert_s = time.perf_counter() - t0
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return (lambda x: sess.run(None, {"x": x})[0]), convert_s
+
+
 def bench(name: str, batches: list[int], calls: int, backends: list[str],
-          workdir: str) -> list[dict]:
+          workdir: str, peer: str | None = None) -> list[dict]:
     keras.utils.set_random_seed(0)
     src = os.path.join(workdir, name)
     MODELS[name](weights=None, classifier_activation=None).export(src, verbose=False)
-    serve = tf.saved_model.load(src).signatures["serving_default"]
+    loaded = tf.saved_model.load(src)  # kept alive: the signature reads its variables
+    serve = loaded.signatures["serving_default"]
     (in_name,) = serve.structured_input_signature[1]
     rng = np.random.default_rng(0)
     inputs = {b: rng.random((b, 224, 224, 3), dtype=np.float32) for b in batches}
@@ -57,8 +76,19 @@ def bench(name: str, batches: list[int], calls: int, backends: list[str],
         n = max(10, calls // b)
         fns = [lambda xt=xt: serve(**{in_name: xt})] + [lambda x=x, f=f: f(x)
                                                         for _, f, _, _ in convs]
+        if peer == "tf2onnx":
+            peer_fn, peer_convert_s = tf2onnx_peer(serve, in_name, b)
+            fns.append(lambda x=x, f=peer_fn: f(x))
         native, *ours = interleaved_median_ms(fns, n)
         want = next(iter(serve(**{in_name: xt}).values())).numpy()
+        if peer == "tf2onnx":
+            ms = ours.pop()
+            rows.append({"model": name, "batch": b, "tf_native_ms": round(native, 2),
+                         "tftrt_ms": round(ms, 2), "speedup": round(native / ms, 2),
+                         "max_rel_err": float(np.abs(peer_fn(x) - want).max()
+                                              / np.abs(want).max()),
+                         "engines": 1, "backend": "peer:tf2onnx+ort",
+                         "convert_s": round(peer_convert_s, 2), "build_s": 0.0, "calls": n})
         for (conv, fn, convert_s, build_s), ms in zip(convs, ours, strict=True):
             got = next(iter(fn(x).values())).numpy()
             rows.append({"model": name, "batch": b, "tf_native_ms": round(native, 2),
@@ -77,12 +107,14 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=100, help="calls at batch 1 (fewer at larger)")
     p.add_argument("--backends", nargs="+", default=["auto"],
                    help="engine backends to compare (auto, openvino, onnxruntime)")
+    p.add_argument("--peer", choices=["tf2onnx"], default=None,
+                   help="also time a peer conversion path in the same run")
     p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                         "models.json"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         rows = [r for m in args.models for r in bench(m, args.batch, args.calls,
-                                                      args.backends, workdir)]
+                                                      args.backends, workdir, args.peer)]
     print(f"{'model':14} {'batch':>5} {'backend':>12} {'TF ms':>9} {'tftrt ms':>9} "
           f"{'speedup':>8} {'rel err':>9} {'engines':>7} {'convert s':>9}")
     for r in rows:

@@ -70,6 +70,14 @@ def test_mlp_is_one_engine_on_each_backend(mlp_dir: str, backend: str) -> None:
     fn = conv.convert()
     assert len(engine_names(conv)) == 1
     assert_ir_round_trip(conv)
+    # every frozen node but the signature's Placeholder and output Identity is in the
+    # engine's native segment, which holds exactly those nodes (as the summary counts)
+    (fdef,) = conv.converted_graph_def.library.function
+    assert len(fdef.node_def) == len(conv.frozen_graph_def.node) - 2
+    lines: list[str] = []
+    conv.summary(print_fn=lines.append)
+    n = len(fdef.node_def)
+    assert f"[*] % of OPs Converted: {100 * n / (n + 2):.2f}% [{n}/{n + 2}]" in lines[0]
     x = RNG.standard_normal((4, 16)).astype(np.float32)
     assert max_rel_err(run(fn, x), two_block_mlp(x).numpy()) < 1e-5
     assert fn.runs_without_tensorflow

@@ -93,10 +93,13 @@ def native_segment_function(g: IR, plan: SegmentPlan, inputs: Sequence[TensorSpe
     with graph.as_default():
         tf.graph_util.import_graph_def(gd, name="")
     ins = [graph.get_tensor_by_name(input_name(k) + ":0") for k in range(len(inputs))]
-    outs = [graph.get_tensor_by_name(output_name(k) + ":0") for k in range(len(outputs))]
+    # The function returns the segment's tensors directly (as _Retval, like TF-TRT's),
+    # so its node list holds exactly the segment's nodes.
+    rets = {output_name(k) for k in range(len(outputs))}
+    outs = [graph.get_operation_by_name(output_name(k)).inputs[0] for k in range(len(outputs))]
+    ops = [op for op in graph.get_operations() if op.name not in rets]
     fdef = graph_to_function_def.graph_to_function_def(
-        graph, graph.get_operations(), ins, outs,
-        out_names=[output_name(k).lower() for k in range(len(outputs))])
+        graph, ops, ins, outs, out_names=[output_name(k).lower() for k in range(len(outputs))])
     fdef.signature.name = name
     return fdef
 
