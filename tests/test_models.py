@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import onnx
 import pytest
 import tensorflow as tf
 
@@ -28,6 +29,10 @@ def test_application_is_one_engine_and_matches_tf(name: str, tmp_path) -> None:
     gd = conv.converted_graph_def
     assert [n.op for n in gd.node].count("TRTEngineOp") == 1
     assert fn.runs_without_tensorflow
+    # NHWC is lowered to NCHW once, at the input: no transposes inside the network
+    (engine_op,) = conv.engines.values()
+    ops = [n.op_type for n in onnx.load_from_string(engine_op.onnx_model).graph.node]
+    assert ops.count("Transpose") == 1
     # IR round trip on the model's frozen graph
     frozen = conv.frozen_graph_def
     assert ir.to_graph_def(ir.from_graph_def(frozen)) == frozen
