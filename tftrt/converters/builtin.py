@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from tftrt.converters import (
     activations,
+    comparison,
     conv,
     elementwise,
+    image,
     matrix,
+    nms,
+    quantization,
     reduce,
     shape,
     structural,
@@ -18,4 +22,5 @@ from tftrt.plugins.types import OpConverter
 
 @hookimpl
 def tftrt_op_converters() -> list[OpConverter]:
-    return collect(structural, elementwise, activations, conv, matrix, shape, reduce)
+    return collect(structural, elementwise, comparison, activations, conv, matrix, shape,
+                   reduce, image, nms, quantization)

@@ -1,0 +1,1 @@
+"""(family module: converters to be written)."""
