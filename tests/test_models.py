@@ -13,6 +13,9 @@ from tftrt import trt_convert as trt
 from tftrt.compiler import ir
 
 APPS = {
+    "DenseNet121": keras.applications.DenseNet121,
+    "EfficientNetB0": keras.applications.EfficientNetB0,
+    "InceptionV3": keras.applications.InceptionV3,
     "MobileNetV2": keras.applications.MobileNetV2,
     "ResNet50": keras.applications.ResNet50,
 }
@@ -22,6 +25,7 @@ APPS = {
 def test_application_is_one_engine_and_matches_tf(name: str, tmp_path) -> None:
     keras.utils.set_random_seed(0)
     model = APPS[name](weights=None, classifier_activation=None)
+    size = model.input_shape[1]
     src = str(tmp_path / name)
     model.export(src, verbose=False)
     conv = trt.TrtGraphConverterV2(input_saved_model_dir=src)
@@ -36,7 +40,7 @@ def test_application_is_one_engine_and_matches_tf(name: str, tmp_path) -> None:
     # IR round trip on the model's frozen graph
     frozen = conv.frozen_graph_def
     assert ir.to_graph_def(ir.from_graph_def(frozen)) == frozen
-    x = np.random.default_rng(0).random((2, 224, 224, 3), dtype=np.float32)
+    x = np.random.default_rng(0).random((2, size, size, 3), dtype=np.float32)
     serve = tf.saved_model.load(src).signatures["serving_default"]
     (in_name,) = serve.structured_input_signature[1]
     want = next(iter(serve(**{in_name: tf.constant(x)}).values())).numpy()

@@ -131,7 +131,10 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
     ctx = LoweringContext(opset=OPSET)
     for k, spec in enumerate(inputs):
         ctx.bind(spec.ref, input_name(k))
+        ctx.shapes[spec.ref] = spec.shape
     for info in infos:
+        for k, shape in enumerate(info.output_shapes):
+            ctx.shapes[f"{info.name}:{k}"] = shape
         conv = registry.converter(info.op)
         if conv is None:
             raise LoweringError(f"no converter for op {info.op} (node {info.name})")

@@ -86,6 +86,8 @@ class LoweringContext:
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     # TF tensor "node:slot" -> (onnx name, perm)
     tensors: dict[str, tuple[str, Perm]] = field(default_factory=dict)
+    # TF tensor "node:slot" -> its TF-layout shape, where the lowering knows it
+    shapes: dict[str, Shape] = field(default_factory=dict)
     _names: set[str] = field(default_factory=set)
     _transposed: dict[tuple[str, Perm], str] = field(default_factory=dict)
     _const_cache: dict[tuple[str, bytes, tuple[int, ...]], str] = field(default_factory=dict)
@@ -123,9 +125,28 @@ class LoweringContext:
             return name
         key = (name, p)
         if key not in self._transposed:
-            self._transposed[key] = self.node("Transpose", [name], perm=list(p),
-                                              hint=f"{name}_perm")
+            self._transposed[key] = self._relayout(name, p, self._held_shape(ref, have))
         return self._transposed[key]
+
+    def _held_shape(self, ref: str, perm: Perm) -> Shape:
+        shape = self.shapes.get(ref)
+        if shape is None or perm is None:
+            return shape
+        return tuple(shape[i] for i in perm)
+
+    def _relayout(self, name: str, p: tuple[int, ...], held: Shape) -> str:
+        """Transpose ``name`` by ``p``; a Squeeze+Unsqueeze when only size-1 axes move."""
+        if held is not None and len(held) == len(p):
+            units = [k for k, d in enumerate(held) if d == 1]
+            moved = [a for a in p if a not in units]
+            if units and moved == sorted(moved):
+                target_units = [k for k, a in enumerate(p) if a in units]
+                squeezed = self.node("Squeeze", [name, self.int64s(units, f"{name}_units")],
+                                     hint=f"{name}_squeeze")
+                return self.node("Unsqueeze", [squeezed,
+                                               self.int64s(target_units, f"{name}_at")],
+                                 hint=f"{name}_perm")
+        return self.node("Transpose", [name], perm=list(p), hint=f"{name}_perm")
 
     # -- converter-facing helpers -------------------------------------------
     def input(self, node: NodeInfo, i: int) -> str:
