@@ -205,3 +205,20 @@ def test_fp16_reports_the_precision_that_runs(mlp_dir) -> None:
     lines.clear()
     conv.summary(print_fn=lines.append)
     assert f"Backend: openvino, precision: {op.precision}" in lines[0]
+
+
+def test_dead_nodes_left_by_grappler_are_pruned(tmp_path) -> None:
+    from tftrt.compiler.freeze import prune_dead_nodes
+
+    def square_twice(x):
+        return tf.nn.relu(x * x) * x  # Grappler rewrites x * x into Square
+
+    src = export_module(str(tmp_path / "sq"), square_twice, [tf.TensorSpec([None, 4], tf.float32)])
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=src, minimum_segment_size=1)
+    fn = conv.convert()
+    frozen = conv.frozen_graph_def
+    outs = {n.name for n in frozen.node if n.op in ("Placeholder", "Identity")}
+    assert prune_dead_nodes(frozen, outs) is frozen  # nothing dead remains
+    assert fn.runs_without_tensorflow
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    assert max_rel_err(run(fn, x), square_twice(x).numpy()) < 1e-6

@@ -121,7 +121,31 @@ def freeze_function(func, signature_key: str) -> FrozenModel:
     inputs = tuple(_tensor(n, t) for n, t in zip(in_names, in_tensors, strict=True))
     outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
     optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs])
-    return FrozenModel(optimized, inputs, outputs, signature_key)
+    keep = {t.ref.split(":")[0] for t in inputs + outputs}
+    return FrozenModel(prune_dead_nodes(optimized, keep), inputs, outputs, signature_key)
+
+
+def prune_dead_nodes(graph_def: graph_pb2.GraphDef, keep: set[str]) -> graph_pb2.GraphDef:
+    """Drop nodes that nothing in ``keep`` depends on (Grappler can leave rewritten ones)."""
+    nodes = {n.name: n for n in graph_def.node}
+    live: set[str] = set()
+    stack = [n for n in keep if n in nodes]
+    while stack:
+        name = stack.pop()
+        if name in live:
+            continue
+        live.add(name)
+        for ref in nodes[name].input:
+            src = ref.lstrip("^").split(":")[0]
+            if src in nodes and src not in live:
+                stack.append(src)
+    if len(live) == len(nodes):
+        return graph_def
+    out = graph_pb2.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    out.node.extend(n for n in graph_def.node if n.name in live)
+    return out
 
 
 def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:

@@ -101,7 +101,14 @@ def make_plugin_manager(extra_plugins: tuple[object, ...] = ()) -> pluggy.Plugin
         if not pm.is_registered(module):
             pm.register(module, name=modname)
     for plugin in extra_plugins:
-        pm.register(plugin)
+        if pm.is_registered(plugin):
+            continue
+        base = getattr(plugin, "__name__", None) or type(plugin).__name__
+        name, k = base, 1
+        while pm.get_plugin(name) is not None:
+            k += 1
+            name = f"{base}#{k}"
+        pm.register(plugin, name=name)
     return pm
 
 
