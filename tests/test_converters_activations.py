@@ -102,3 +102,57 @@ def test_layout_softmax_axis(perm) -> None:
 def test_softplus_large_magnitudes() -> None:
     x = np.array([-200.0, -50.0, -1.0, 0.0, 1.0, 50.0, 200.0], np.float32)
     check_function(tf.math.softplus, [x])
+
+
+# -- GELU as TensorFlow and Keras write it (Erfc-based exact form, Pow/Tanh approximation) --
+
+def _gelu_exact(x):
+    return tf.nn.gelu(x, approximate=False)
+
+
+def _gelu_tanh(x):
+    return tf.nn.gelu(x, approximate=True)
+
+
+def _keras_gelu(x):
+    import keras
+
+    return keras.activations.gelu(x)
+
+
+def _keras_gelu_tanh(x):
+    import keras
+
+    return keras.activations.gelu(x, approximate=True)
+
+
+GELUS = [_gelu_exact, _gelu_tanh, _keras_gelu, _keras_gelu_tanh]
+
+
+def test_gelu() -> None:
+    def f(x):
+        return tuple(gelu(x) for gelu in GELUS)
+
+    x = np.concatenate([np.linspace(-12, 12, 97, dtype=np.float32),
+                        rand((47,), seed=6)]).reshape(2, 9, 8)
+    check_function(f, [x], specs=[tf.TensorSpec([None, None, 8], tf.float32)],
+                   rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_float16() -> None:
+    x = rand((4, 8), seed=9).astype(np.float16)
+    check_function(_gelu_exact, [x], rtol=2e-3, atol=2e-3)
+    check_function(_gelu_tanh, [x], rtol=2e-3, atol=2e-3)
+
+
+def test_keras_composite_activations() -> None:
+    import keras
+
+    acts = keras.activations
+
+    def f(x):
+        return (acts.hard_silu(x), acts.mish(x), acts.silu(x), acts.hard_sigmoid(x),
+                acts.log_sigmoid(x), tf.nn.silu(x))
+
+    check_function(f, [rand((2, 3, 8), seed=10)],
+                   specs=[tf.TensorSpec([None, None, 8], tf.float32)], rtol=1e-5, atol=1e-5)

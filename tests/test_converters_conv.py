@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tftrt.compiler.lowering import node_info
 from tftrt.converters.context import NodeInfo
@@ -252,6 +254,299 @@ def test_fused_batch_norm_batch_statistics_outputs() -> None:
     check_function(fn, [_rand((1, 3, 3, 2))], **TOL)
 
 
+# -- Conv2DBackpropInput / Conv3DBackpropInputV2 -----------------------------------------
+
+def _np_conv_transpose(g: np.ndarray, filt: np.ndarray, sizes: list[int], strides: list[int],
+                       dilations: list[int], begins: list[int], groups: int = 1) -> np.ndarray:
+    """Reference backprop-input: the adjoint of a channels-last convolution, in numpy."""
+    n = filt.ndim - 2
+    outs = g.shape[1:-1]
+    per_in, per_out = filt.shape[-2], filt.shape[-1] // groups
+    full = [max((o - 1) * s + (k - 1) * d + 1, b + size) for o, s, k, d, b, size in
+            zip(outs, strides, filt.shape[:n], dilations, begins, sizes, strict=True)]
+    acc = np.zeros((g.shape[0], *full, per_in * groups), np.float64)
+    for tap in np.ndindex(*filt.shape[:n]):
+        window = tuple(slice(t * d, t * d + s * (o - 1) + 1, s)
+                       for t, d, s, o in zip(tap, dilations, strides, outs, strict=True))
+        for j in range(groups):
+            w = filt[tap][:, j * per_out:(j + 1) * per_out]
+            acc[(slice(None), *window, slice(j * per_in, (j + 1) * per_in))] += (
+                g[..., j * per_out:(j + 1) * per_out] @ w.T)
+    crop = tuple(slice(b, b + size) for b, size in zip(begins, sizes, strict=True))
+    return acc[(slice(None), *crop)].astype(np.float32)
+
+
+def _same_begin(size: int, k: int, s: int, d: int = 1) -> int:
+    k = (k - 1) * d + 1
+    return max((-(-size // s) - 1) * s + k - size, 0) // 2
+
+
+def _out_size(size: int, k: int, s: int, padding: str, d: int = 1) -> int:
+    k = (k - 1) * d + 1
+    return -(-size // s) if padding == "SAME" else (size - k) // s + 1
+
+
+def _backprop(sizes: list[int], filt: np.ndarray, stride: int, padding: str, dilations: int = 1,
+              **kw):
+    n = filt.ndim - 2
+    op = "Conv2DBackpropInput" if n == 2 else "Conv3DBackpropInputV2"
+
+    def fn(g):
+        return getattr(tf.raw_ops, op)(
+            input_sizes=tf.constant(sizes), filter=tf.constant(filt), out_backprop=g,
+            strides=[1, *[stride] * n, 1], dilations=[1, *[dilations] * n, 1], padding=padding,
+            **kw)
+    return fn
+
+
+@pytest.mark.parametrize("size", [7, 8])
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (1, 2), (4, 3), (3, 1)])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv2d_backprop_input(size: int, kernel: int, stride: int, padding: str) -> None:
+    # (1, 2), (4, 3) and VALID sizes that leave rows uncovered need output_padding
+    filt = _rand((kernel, kernel + 1, 3, 4), 1)
+    sizes = [size, size + 2]
+    outs = [_out_size(sizes[0], kernel, stride, padding),
+            _out_size(sizes[1], kernel + 1, stride, padding)]
+    fn = _backprop([2, *sizes, 3], filt, stride, padding)
+    model = check_function(fn, [_rand((2, *outs, 4))], **TOL)
+    assert _op_types(model).count("Transpose") == 2
+    assert "ConvTranspose" in _op_types(model)
+
+
+def test_conv2d_backprop_input_explicit_padding_and_dynamic_batch() -> None:
+    filt = _rand((3, 2, 2, 3), 1)
+    fn = _backprop([1, 8, 7, 2], filt, 2, "EXPLICIT", explicit_paddings=[0, 0, 1, 2, 0, 1, 0, 0])
+    check_function(fn, [_rand((1, 5, 4, 3))], **TOL)
+    # input_sizes of the spatial dimensions only: the batch is the gradient's
+    fn = _backprop([9, 8], filt, 2, "SAME")
+    specs = [tf.TensorSpec([None, 5, 4, 3], tf.float32)]
+    for batch in (1, 3):
+        check_function(fn, [_rand((batch, 5, 4, 3), batch)], specs=specs, **TOL)
+
+
+def test_conv2d_backprop_input_with_computed_input_sizes() -> None:
+    """What Keras Conv2DTranspose traces to with an unknown batch: sizes packed in the graph."""
+    filt = tf.constant(_rand((3, 3, 4, 3), 1))
+
+    def fn(x):
+        batch = tf.raw_ops.StridedSlice(input=tf.raw_ops.Shape(input=x), begin=[0], end=[1],
+                                        strides=[1], shrink_axis_mask=1)
+        sizes = tf.raw_ops.Pack(values=[batch, tf.constant(10), tf.constant(9),
+                                        tf.constant(4)])
+        return tf.raw_ops.Conv2DBackpropInput(input_sizes=sizes, filter=filt, out_backprop=x,
+                                              strides=[1, 2, 2, 1], padding="SAME")
+
+    specs = [tf.TensorSpec([None, 5, 5, 3], tf.float32)]
+    check_function(fn, [_rand((2, 5, 5, 3))], specs=specs, **TOL)
+
+
+def test_conv_transpose_reference_matches_tensorflow() -> None:
+    filt, g = _rand((3, 2, 2, 3), 1), _rand((1, 4, 4, 3))
+    want = _backprop([1, 7, 8, 2], filt, 2, "SAME")(tf.constant(g)).numpy()
+    begins = [_same_begin(7, 3, 2), _same_begin(8, 2, 2)]
+    np.testing.assert_allclose(_np_conv_transpose(g, filt, [7, 8], [2, 2], [1, 1], begins),
+                               want, **TOL)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv2d_backprop_input_dilated(stride: int, padding: str) -> None:
+    # TF's CPU kernel has no dilations: compare with the numpy reference
+    filt, sizes = _rand((3, 2, 2, 3), 1), [9, 8]
+    outs = [_out_size(sizes[0], 3, stride, padding, 2), _out_size(sizes[1], 2, stride, padding, 2)]
+    g = _rand((2, *outs, 3))
+    model = lower_function(_backprop([2, *sizes, 2], filt, stride, padding, 2),
+                           [tf.TensorSpec(g.shape, tf.float32)])
+    begins = ([_same_begin(sizes[0], 3, stride, 2), _same_begin(sizes[1], 2, stride, 2)]
+              if padding == "SAME" else [0, 0])
+    want = _np_conv_transpose(g, filt, sizes, [stride] * 2, [2, 2], begins)
+    np.testing.assert_allclose(run_onnx(model, [g])[0], want, **TOL)
+
+
+def test_conv2d_backprop_input_grouped() -> None:
+    # 6 input channels in 3 groups of 2; TF's CPU kernel has no grouped gradient
+    filt, g = _rand((3, 3, 2, 6), 1), _rand((1, 4, 4, 6))
+    model = lower_function(_backprop([1, 8, 7, 6], filt, 2, "SAME"),
+                           [tf.TensorSpec(g.shape, tf.float32)])
+    begins = [_same_begin(8, 3, 2), _same_begin(7, 3, 2)]
+    want = _np_conv_transpose(g, filt, [8, 7], [2, 2], [1, 1], begins, groups=3)
+    np.testing.assert_allclose(run_onnx(model, [g])[0], want, **TOL)
+
+
+def test_conv2d_backprop_input_nchw() -> None:
+    filt = _rand((3, 3, 2, 4), 1)
+
+    def nchw(g):  # NCHW input_sizes, strides and dilations list the channels second
+        return tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.constant([1, 2, 7, 9]), filter=tf.constant(filt), out_backprop=g,
+            strides=[1, 1, 2, 2], padding="SAME", data_format="NCHW")
+
+    _nchw_matches_nhwc(_backprop([1, 7, 9, 2], filt, 2, "SAME"), nchw, _rand((1, 4, 5, 4)))
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv3d_backprop_input(padding: str, stride: int) -> None:
+    filt = _rand((2, 3, 2, 2, 3), 1)
+    sizes = [5, 6, 7]
+    outs = [_out_size(s, k, stride, padding) for s, k in zip(sizes, (2, 3, 2), strict=True)]
+    fn = _backprop(np.array([2, *sizes, 2], np.int64), filt, stride, padding)
+    specs = [tf.TensorSpec([None, *outs, 3], tf.float32)]
+    model = check_function(fn, [_rand((2, *outs, 3))], specs=specs, **TOL)
+    assert _op_types(model).count("Transpose") == 2
+
+
+# -- Conv3D / MaxPool3D / AvgPool3D ---------------------------------------------------------
+
+def _conv3d(filt: np.ndarray, stride: int, padding: str, dilations: int = 1, **kw):
+    ncdhw = kw.get("data_format") == "NCDHW"
+
+    def fn(x):
+        spatial = [1, 1, *[stride] * 3] if ncdhw else [1, *[stride] * 3, 1]
+        dil = [1, 1, *[dilations] * 3] if ncdhw else [1, *[dilations] * 3, 1]
+        return tf.raw_ops.Conv3D(input=x, filter=tf.constant(filt), strides=spatial,
+                                 padding=padding, dilations=dil, **kw)
+    return fn
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv3d(stride: int, padding: str) -> None:
+    fn = _conv3d(_rand((2, 3, 1, 3, 4), 1), stride, padding)
+    model = check_function(fn, [_rand((2, 5, 6, 7, 3))], **TOL)
+    assert _op_types(model).count("Transpose") == 2
+    check_function(fn, [_rand((1, 6, 5, 4, 3))], specs=[tf.TensorSpec([None, 6, 5, 4, 3],
+                                                                       tf.float32)], **TOL)
+
+
+def test_conv3d_dilated() -> None:
+    # TF's CPU kernel has no dilations: compare with numpy (a correlation over taps)
+    filt, x = _rand((2, 2, 3, 2, 3), 1), _rand((1, 5, 6, 7, 2))
+    model = lower_function(_conv3d(filt, 1, "VALID", 2), [tf.TensorSpec(x.shape, tf.float32)])
+    outs = [s - (k - 1) * 2 for s, k in zip(x.shape[1:4], filt.shape[:3], strict=True)]
+    want = np.zeros((1, *outs, 3), np.float64)
+    for tap in np.ndindex(*filt.shape[:3]):
+        window = tuple(slice(2 * t, 2 * t + o) for t, o in zip(tap, outs, strict=True))
+        want += x[(slice(None), *window)] @ filt[tap]
+    np.testing.assert_allclose(run_onnx(model, [x])[0], want, **TOL)
+
+
+def test_conv3d_ncdhw() -> None:
+    filt, x = _rand((3, 3, 3, 2, 4), 1), _rand((1, 5, 6, 4, 2))
+    xt = np.ascontiguousarray(np.transpose(x, (0, 4, 1, 2, 3)))
+    model = lower_function(_conv3d(filt, 2, "SAME", data_format="NCDHW"),
+                           [tf.TensorSpec(xt.shape, tf.float32)])
+    assert "Transpose" not in _op_types(model)
+    want = np.transpose(_conv3d(filt, 2, "SAME")(tf.constant(x)).numpy(), (0, 4, 1, 2, 3))
+    np.testing.assert_allclose(run_onnx(model, [xt])[0], want, **TOL)
+
+
+def _pool3d(op: str, ksize: int, stride: int, padding: str):
+    def fn(x):
+        return getattr(tf.raw_ops, op)(input=x, ksize=[1, ksize, ksize, ksize, 1],
+                                       strides=[1, stride, stride, stride, 1], padding=padding)
+    return fn
+
+
+@pytest.mark.parametrize("op", ["MaxPool3D", "AvgPool3D"])
+@pytest.mark.parametrize("ksize,stride", [(3, 2), (2, 2), (3, 1)])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_pool3d(op: str, ksize: int, stride: int, padding: str) -> None:
+    check_function(_pool3d(op, ksize, stride, padding), [_rand((2, 5, 6, 7, 3))], **TOL)
+
+
+@pytest.mark.parametrize("op", ["MaxPool3D", "AvgPool3D"])
+def test_pool3d_dynamic_dims(op: str) -> None:
+    specs = [tf.TensorSpec([None, None, None, None, 2], tf.float32)]
+    for size in (5, 6):
+        check_function(_pool3d(op, 3, 2, "SAME"), [_rand((1, size, size + 1, 4, 2), size)],
+                       specs=specs, **TOL)
+
+
+def test_conv3d_pool3d_batch_norm_chain_keeps_the_layout() -> None:
+    def fn(x):
+        y = _conv3d(_rand((3, 3, 3, 2, 4), 1), 1, "SAME")(x)
+        y = _batch_norm("FusedBatchNormV3", 4, data_format="NDHWC")(y)
+        y = _pool3d("MaxPool3D", 2, 2, "VALID")(y)
+        return _conv3d(_rand((1, 1, 1, 4, 3), 2), 1, "VALID")(y)
+
+    model = check_function(fn, [_rand((2, 4, 6, 5, 2))], **TOL)
+    assert _op_types(model).count("Transpose") == 2
+
+
+# -- property-based: the conv/pool family over shapes and attributes ------------------------
+
+_CONV_OPS = ["Conv2D", "DepthwiseConv2dNative", "MaxPool", "AvgPool", "Conv2DBackpropInput"]
+
+
+@st.composite
+def _window_cases(draw: st.DrawFn) -> dict:
+    op = draw(st.sampled_from(_CONV_OPS))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = draw(st.integers(1, 2))
+    # TF's CPU kernels dilate only Conv2D
+    dilation = draw(st.integers(1, 2)) if op == "Conv2D" else 1
+    padding = draw(st.sampled_from(["SAME", "VALID"]))
+    reach = [(k - 1) * dilation + 1 for k in kernel]
+    size = (draw(st.integers(max(3, reach[0]), 9)), draw(st.integers(max(3, reach[1]), 9)))
+    return {"op": op, "kernel": kernel, "stride": stride, "dilation": dilation,
+            "padding": padding, "size": size, "channels": draw(st.integers(1, 4)),
+            "out_channels": draw(st.integers(1, 3)), "seed": draw(st.integers(0, 99))}
+
+
+@settings(max_examples=25, deadline=None)
+@given(_window_cases())
+def test_conv_pool_family_property(case: dict) -> None:
+    op, (kh, kw), s, d = case["op"], case["kernel"], case["stride"], case["dilation"]
+    c, m, padding, (h, w) = case["channels"], case["out_channels"], case["padding"], case["size"]
+    rng_seed = case["seed"]
+    strides, dilations = [1, s, s, 1], [1, d, d, 1]
+    if op in ("MaxPool", "AvgPool"):
+        if padding == "SAME" and (kh < s or kw < s):
+            kh, kw = max(kh, s), max(kw, s)  # a window smaller than its stride skips cells
+
+        def fn(x):
+            kwargs = {"input" if op == "MaxPool" else "value": x}
+            return getattr(tf.raw_ops, op)(**kwargs, ksize=[1, kh, kw, 1], strides=strides,
+                                           padding=padding)
+        x = _rand((2, h, w, c), rng_seed)
+    elif op == "Conv2DBackpropInput":
+        filt = _rand((kh, kw, c, m), rng_seed + 1)
+        outs = [_out_size(h, kh, s, padding), _out_size(w, kw, s, padding)]
+        fn = _backprop([2, h, w, c], filt, s, padding)
+        x = _rand((2, *outs, m), rng_seed)
+    else:
+        filt = _rand((kh, kw, c, m), rng_seed + 1)
+
+        def fn(x):
+            return getattr(tf.raw_ops, op)(input=x, filter=tf.constant(filt), strides=strides,
+                                           padding=padding, dilations=dilations)
+        x = _rand((2, h, w, c), rng_seed)
+    specs = [tf.TensorSpec([None, *x.shape[1:]], tf.float32)]
+    check_function(fn, [x], specs=specs, **TOL)
+
+
+@settings(max_examples=25, deadline=None)
+@given(op=st.sampled_from(["Conv3D", "MaxPool3D", "AvgPool3D"]),
+       kernel=st.tuples(*[st.integers(1, 3)] * 3), stride=st.integers(1, 2),
+       padding=st.sampled_from(["SAME", "VALID"]),
+       size=st.tuples(*[st.integers(3, 6)] * 3), channels=st.integers(1, 3))
+def test_conv3d_pool3d_property(op: str, kernel: tuple[int, int, int], stride: int,
+                                padding: str, size: tuple[int, int, int], channels: int) -> None:
+    if op != "Conv3D":
+        kernel = tuple(max(k, stride) for k in kernel)
+    x = _rand((1, *size, channels), sum(size))
+    strides = [1, stride, stride, stride, 1]
+    if op == "Conv3D":
+        fn = _conv3d(_rand((*kernel, channels, 2), 1), stride, padding)
+    else:
+        def fn(x):
+            return getattr(tf.raw_ops, op)(input=x, ksize=[1, *kernel, 1], strides=strides,
+                                           padding=padding)
+    check_function(fn, [x], specs=[tf.TensorSpec([None, *x.shape[1:]], tf.float32)], **TOL)
+
+
 # -- layout ------------------------------------------------------------------------------------
 
 def test_nhwc_chain_has_transposes_only_at_its_ends() -> None:
@@ -320,6 +615,28 @@ def test_refuses_dynamic_same_padding_it_cannot_match() -> None:
     assert _refusal(_pool("MaxPool", 2, 3, "SAME"), X4, "MaxPool") is None
 
 
+def test_backprop_input_refusals() -> None:
+    filt = _rand((3, 3, 2, 4))
+
+    def sizes_input(sizes, g):
+        return tf.raw_ops.Conv2DBackpropInput(input_sizes=sizes, filter=tf.constant(filt),
+                                              out_backprop=g, strides=[1, 2, 2, 1],
+                                              padding="SAME")
+
+    specs = [tf.TensorSpec([4], tf.int32), tf.TensorSpec([1, 4, 4, 4], tf.float32)]
+    reason = _refusal(sizes_input, specs, "Conv2DBackpropInput")
+    assert reason is not None and "spatial dimensions known from shape inference" in reason
+
+    def filter_input(g, w):
+        return tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.constant([1, 8, 8, 2]), filter=w,
+                                              out_backprop=g, strides=[1, 2, 2, 1],
+                                              padding="SAME")
+
+    specs = [tf.TensorSpec([1, 4, 4, 4], tf.float32), tf.TensorSpec([3, 3, 2, 4], tf.float32)]
+    assert (_refusal(filter_input, specs, "Conv2DBackpropInput")
+            == "The input 1 of Conv2DBackpropInput must be a constant")
+
+
 def test_refuses_pooling_over_channels() -> None:
     def fn(x):
         return tf.raw_ops.MaxPool(input=x, ksize=[1, 1, 1, 2], strides=[1, 1, 1, 2],
@@ -327,6 +644,13 @@ def test_refuses_pooling_over_channels() -> None:
 
     reason = _refusal(fn, X4, "MaxPool")
     assert reason is not None and "batch and channel dimensions must be 1" in reason
+
+    def pool3d(x):
+        return tf.raw_ops.MaxPool3D(input=x, ksize=[1, 1, 1, 1, 2], strides=[1, 1, 1, 1, 2],
+                                    padding="VALID")
+
+    reason = _refusal(pool3d, [tf.TensorSpec([1, 4, 4, 4, 4], tf.float32)], "MaxPool3D")
+    assert reason is not None and "ksize on the batch and channel dimensions must be 1" in reason
 
 
 def test_batch_norm_refuses_used_reserve_space_outputs() -> None:

@@ -107,3 +107,77 @@ def test_refusals() -> None:
     assert reason is not None and "Ta, Tb and Tout" in reason
     assert lower_function(lambda a, b: tf.raw_ops.BatchMatMulV3(x=a, y=b, Tout=f32),
                           [tf.TensorSpec([2, 2], f32)] * 2) is not None
+
+
+# -- Einsum ------------------------------------------------------------------------------------
+
+EINSUM_CASES = [
+    ("ij,jk->ik", [(3, 4), (4, 5)]),
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+    ("abc,cd->abd", [(2, 3, 4), (4, 5)]),
+    ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]),  # attention scores
+    ("ij,kl->ijkl", [(2, 3), (4, 5)]),  # outer product
+    ("i,i->", [(5,), (5,)]),
+    ("ij->ji", [(3, 4)]),
+    ("ij->", [(3, 4)]),
+    ("ij->j", [(3, 4)]),
+    ("ii->i", [(4, 4)]),  # diagonal: a label repeated within one operand
+    ("iij->j", [(3, 3, 2)]),
+    ("ABc,cD->ABD", [(2, 3, 4), (4, 5)]),  # upper-case labels
+    ("i1,1_->i_", [(2, 3), (3, 4)]),  # labels ONNX has no name for
+    ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)]),
+    ("...ij,jk->...ik", [(2, 3, 3, 4), (4, 5)]),
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 2)]),  # ellipses of different ranks broadcast
+    ("...ij,...jk->...ik", [(3, 4), (4, 2)]),  # empty ellipsis
+    ("ab...,b->a...", [(3, 4, 2, 2), (4,)]),
+    ("...ii->...i", [(2, 3, 3)]),
+    ("...ij->...", [(4, 2, 3)]),
+    ("b...d,d->b...", [(2, 3, 4), (4,)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUM_CASES, ids=[c[0] for c in EINSUM_CASES])
+def test_einsum(equation: str, shapes: list[tuple[int, ...]]) -> None:
+    inputs = [_rand(s, k) for k, s in enumerate(shapes)]
+    check_function(lambda *xs: tf.raw_ops.Einsum(inputs=list(xs), equation=equation), inputs,
+                   **TOL)
+
+
+def test_einsum_with_constant_operand_and_dynamic_batch() -> None:
+    w = _rand((4, 3, 6), 1)
+
+    def fn(x):  # a Keras EinsumDense kernel
+        return tf.raw_ops.Einsum(inputs=[x, tf.constant(w)], equation="abc,cde->abde")
+
+    specs = [tf.TensorSpec([None, 5, 4], tf.float32)]
+    for batch in (1, 3):
+        check_function(fn, [_rand((batch, 5, 4), batch)], specs=specs, **TOL)
+
+    def ellipsis(x):
+        return tf.raw_ops.Einsum(inputs=[x, tf.constant(w[:, 0])], equation="...c,cd->...d")
+
+    check_function(ellipsis, [_rand((2, 5, 4))], specs=[tf.TensorSpec([None, None, 4],
+                                                                      tf.float32)], **TOL)
+
+
+def test_einsum_int_and_half() -> None:
+    a = np.arange(12, dtype=np.int32).reshape(3, 4)
+    check_function(lambda x: tf.raw_ops.Einsum(inputs=[x, x], equation="ij,kj->ik"), [a])
+    h = _rand((3, 4)).astype(np.float16)
+    check_function(lambda x: tf.raw_ops.Einsum(inputs=[x, x], equation="ij,ij->i"), [h],
+                   rtol=1e-2, atol=1e-2)
+
+
+def test_einsum_refusals() -> None:
+    f32 = tf.float32
+    ellipsis = lambda x, y: tf.raw_ops.Einsum(inputs=[x, y], equation="...ij,jk->...ik")  # noqa: E731
+    reason = _refusal(ellipsis, [tf.TensorSpec(None, f32), tf.TensorSpec([2, 2], f32)],
+                      "Einsum")
+    assert reason is not None and "needs a known rank" in reason
+    reason = _refusal(lambda x: tf.raw_ops.Einsum(inputs=[x], equation="ij->ji"),
+                      [tf.TensorSpec([2, 2], tf.float64)], "Einsum")
+    assert reason is not None and "Received: double" in reason
+    # TF reads a space as a label; ONNX ignores it
+    reason = _refusal(lambda x: tf.raw_ops.Einsum(inputs=[x], equation="i j->j"),
+                      [tf.TensorSpec([2, 2, 2], f32)], "Einsum")
+    assert reason is not None and "whitespace" in reason

@@ -1,8 +1,9 @@
-"""Convolution, pooling and inference batch normalization.
+"""Convolution, transposed convolution, pooling and inference batch normalization.
 
-These ops run in ONNX's NCHW layout. An NHWC op takes its input permuted by
-``NHWC_TO_NCHW`` and leaves its output that way, so a chain of NHWC ops lowers
-with transposes only at the chain's ends.
+These ops run in ONNX's channels-first layout. A channels-last op (NHWC,
+NDHWC) takes its input permuted to NCHW / NCDHW and leaves its output that
+way, so a chain of channels-last ops lowers with transposes only at the
+chain's ends.
 """
 
 from __future__ import annotations
@@ -15,63 +16,97 @@ import numpy as np
 from tftrt.converters.base import converter
 from tftrt.converters.context import NHWC_TO_NCHW, LoweringContext, NodeInfo, Perm
 
-# data_format -> (perm taking the TF tensor to NCHW, spatial axes, channel axis)
-_FORMATS: dict[str, tuple[Perm, tuple[int, int], int]] = {
+NDHWC_TO_NCDHW: tuple[int, ...] = (0, 4, 1, 2, 3)
+
+# data_format -> (perm taking the TF tensor to channels-first, spatial axes, channel axis)
+_FORMATS: dict[str, tuple[Perm, tuple[int, ...], int]] = {
     "NHWC": (NHWC_TO_NCHW, (1, 2), 3),
     "NCHW": (None, (2, 3), 1),
+    "NDHWC": (NDHWC_TO_NCDHW, (1, 2, 3), 4),
+    "NCDHW": (None, (2, 3, 4), 1),
 }
+_3D_OPS = frozenset({"Conv3D", "Conv3DBackpropInputV2", "MaxPool3D", "AvgPool3D"})
 
 
 @dataclass(frozen=True)
 class _Window:
     """A conv/pool window resolved into ONNX attributes."""
 
-    layout: Perm  # perm taking the TF input (and output) to NCHW
+    layout: Perm  # perm taking the TF input (and output) to channels-first
     channel_axis: int  # TF channel axis
-    kernel: tuple[int, int]
-    strides: tuple[int, int]
-    dilations: tuple[int, int]
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
     padding: dict[str, Any]  # {"pads": [...]} or {"auto_pad": "SAME_UPPER"}
 
 
-def _spatial_attr(node: NodeInfo, key: str, default: list[int]) -> tuple[int, int] | str:
-    """The two spatial entries of a 4-entry attribute whose batch/channel entries must be 1."""
-    _, spatial, channel = _FORMATS[node.attr("data_format", "NHWC")]
-    values = list(node.attr(key) or default)
-    if len(values) != 4:
-        return f"{node.op} {key} must have 4 entries, got {values}"
+def _format(node: NodeInfo) -> str:
+    return node.attr("data_format") or ("NDHWC" if node.op in _3D_OPS else "NHWC")
+
+
+def _check_format(node: NodeInfo) -> str | None:
+    """Why the node's data_format is not supported, or None."""
+    fmt = _format(node)
+    spatial = 3 if node.op in _3D_OPS else 2
+    allowed = [f for f, (_, axes, _) in _FORMATS.items() if len(axes) == spatial]
+    if fmt not in allowed:
+        return (f"{node.op} data_format {fmt!r} is not supported "
+                f"(only {' and '.join(allowed)})")
+    return None
+
+
+def _spatial_attr(node: NodeInfo, key: str, default: list[int] | None) -> tuple[int, ...] | str:
+    """The spatial entries of a per-dimension attribute whose batch/channel entries must be 1."""
+    _, spatial, channel = _FORMATS[_format(node)]
+    rank = len(spatial) + 2
+    values = list(node.attr(key) or default or [])
+    if len(values) != rank:
+        return f"{node.op} {key} must have {rank} entries, got {values}"
     if values[0] != 1 or values[channel] != 1:
         return f"{node.op} {key} on the batch and channel dimensions must be 1, got {values}"
     if min(values) < 1:
         return f"{node.op} {key} must be positive, got {values}"
-    return values[spatial[0]], values[spatial[1]]
+    return tuple(int(values[a]) for a in spatial)
 
 
-def _padding(node: NodeInfo, kernel: tuple[int, int], strides: tuple[int, int],
-             dilations: tuple[int, int]) -> dict[str, Any] | str:
+def _explicit_pads(node: NodeInfo) -> tuple[list[int], list[int]] | str:
+    """Begin and end paddings of the spatial axes from explicit_paddings."""
+    _, spatial, channel = _FORMATS[_format(node)]
+    rank = len(spatial) + 2
+    flat = [int(p) for p in node.attr("explicit_paddings") or []]
+    if len(flat) != 2 * rank:
+        return f"{node.op} explicit_paddings must have {2 * rank} entries, got {flat}"
+    pairs = [flat[2 * k:2 * k + 2] for k in range(rank)]
+    if pairs[0] != [0, 0] or pairs[channel] != [0, 0]:
+        return f"{node.op} explicit_paddings on the batch and channel dimensions must be 0"
+    if min(flat) < 0:
+        return f"{node.op} explicit_paddings must be non-negative, got {flat}"
+    return [pairs[a][0] for a in spatial], [pairs[a][1] for a in spatial]
+
+
+def _effective(kernel: tuple[int, ...], dilations: tuple[int, ...]) -> list[int]:
+    return [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+
+
+def _padding(node: NodeInfo, kernel: tuple[int, ...], strides: tuple[int, ...],
+             dilations: tuple[int, ...]) -> dict[str, Any] | str:
     """ONNX padding attributes equal to the node's TF padding, or why there are none."""
-    _, spatial, channel = _FORMATS[node.attr("data_format", "NHWC")]
+    _, spatial, _ = _FORMATS[_format(node)]
+    n = len(spatial)
     padding = node.attr("padding")
     if padding == "VALID":
-        return {"pads": [0, 0, 0, 0]}
+        return {"pads": [0] * (2 * n)}
     if padding == "EXPLICIT":
-        flat = list(node.attr("explicit_paddings") or [])
-        if len(flat) != 8:
-            return f"{node.op} explicit_paddings must have 8 entries, got {flat}"
-        pairs = [flat[2 * k:2 * k + 2] for k in range(4)]
-        if pairs[0] != [0, 0] or pairs[channel] != [0, 0]:
-            return f"{node.op} explicit_paddings on the batch and channel dimensions must be 0"
-        (top, bottom), (left, right) = pairs[spatial[0]], pairs[spatial[1]]
-        if min(top, bottom, left, right) < 0:
-            return f"{node.op} explicit_paddings must be non-negative, got {flat}"
-        return {"pads": [top, left, bottom, right]}
+        pads = _explicit_pads(node)
+        return pads if isinstance(pads, str) else {"pads": pads[0] + pads[1]}
     if padding != "SAME":
         return f"{node.op} padding {padding!r} is not supported"
     shape = node.input_shapes[0]
+    ks = _effective(kernel, dilations)
     begins, ends = [], []
     dynamic = False
-    for d in range(2):
-        size, k, s = shape[spatial[d]], (kernel[d] - 1) * dilations[d] + 1, strides[d]
+    for d in range(n):
+        size, k, s = shape[spatial[d]], ks[d], strides[d]
         if size is not None:
             total = max((-(-size // s) - 1) * s + k - size, 0)
         elif s == 1 or k == 1:  # the padding does not depend on the size
@@ -83,8 +118,7 @@ def _padding(node: NodeInfo, kernel: tuple[int, int], strides: tuple[int, int],
         ends.append(total - total // 2)
     if not dynamic:
         return {"pads": begins + ends}
-    # SAME_UPPER is TF's rule, but applies to both axes and runtimes differ on its corners
-    ks = [(kernel[d] - 1) * dilations[d] + 1 for d in range(2)]
+    # SAME_UPPER is TF's rule, but applies to all axes and runtimes differ on its corners
     if max(dilations) > 1:
         return (f"{node.op} SAME padding with dilations {list(dilations)} and strides "
                 f"{list(strides)} needs known spatial dimensions, got shape {list(shape)}")
@@ -94,40 +128,48 @@ def _padding(node: NodeInfo, kernel: tuple[int, int], strides: tuple[int, int],
     return {"auto_pad": "SAME_UPPER"}
 
 
-def _window(node: NodeInfo, kernel: tuple[int, int] | None) -> _Window | str:
+def _window(node: NodeInfo, kernel: tuple[int, ...] | None) -> _Window | str:
     """The node's window (``kernel`` None: from the ksize attribute), or why it can't lower."""
-    fmt = node.attr("data_format", "NHWC")
-    if fmt not in _FORMATS:
-        return f"{node.op} data_format {fmt!r} is not supported (only NHWC and NCHW)"
-    if node.rank(0) != 4:
-        return f"The input of {node.op} must be 4-D, got shape {node.input_shapes[0]}"
+    if (reason := _check_format(node)) is not None:
+        return reason
+    fmt = _format(node)
+    layout, spatial, channel = _FORMATS[fmt]
+    rank = len(spatial) + 2
+    if node.rank(0) != rank:
+        return f"The input of {node.op} must be {rank}-D, got shape {node.input_shapes[0]}"
     if kernel is None:
-        kernel = _spatial_attr(node, "ksize", [])
+        kernel = _spatial_attr(node, "ksize", None)
         if isinstance(kernel, str):
             return kernel
-    strides = _spatial_attr(node, "strides", [])
+    strides = _spatial_attr(node, "strides", None)
     if isinstance(strides, str):
         return strides
-    dilations = _spatial_attr(node, "dilations", [1, 1, 1, 1])
+    dilations = _spatial_attr(node, "dilations", [1] * rank)
     if isinstance(dilations, str):
         return dilations
     padding = _padding(node, kernel, strides, dilations)
     if isinstance(padding, str):
         return padding
-    layout, _, channel = _FORMATS[fmt]
     return _Window(layout, channel, kernel, strides, dilations, padding)
 
 
 def _filter_window(node: NodeInfo) -> _Window | str:
     filt = node.const(1)
-    if filt.ndim != 4:
-        return f"The filter of {node.op} must be 4-D, got shape {list(filt.shape)}"
-    return _window(node, (int(filt.shape[0]), int(filt.shape[1])))
+    rank = 5 if node.op in _3D_OPS else 4
+    if filt.ndim != rank:
+        return f"The filter of {node.op} must be {rank}-D, got shape {list(filt.shape)}"
+    return _window(node, tuple(int(k) for k in filt.shape[:-2]))
 
 
 def _resolved(window: _Window | str) -> _Window:
     assert not isinstance(window, str), window
     return window
+
+
+def _to_oi_spatial(filt: np.ndarray) -> np.ndarray:
+    """A TF filter [spatial..., I, O] as ONNX Conv weights [O, I, spatial...]."""
+    n = filt.ndim - 2
+    return np.ascontiguousarray(np.transpose(filt, (n + 1, n, *range(n))))
 
 
 def _emit_conv(ctx: LoweringContext, node: NodeInfo, window: _Window, weights: np.ndarray,
@@ -140,36 +182,39 @@ def _emit_conv(ctx: LoweringContext, node: NodeInfo, window: _Window, weights: n
     ctx.set_output(node, 0, y, window.layout)
 
 
-# -- Conv2D ----------------------------------------------------------------------
-
-def _conv2d_groups(node: NodeInfo, window: _Window) -> int | str:
-    channels = node.input_shapes[0][window.channel_axis]
-    filt = node.const(1)
-    in_per_group, out = int(filt.shape[2]), int(filt.shape[3])
+def _groups(node: NodeInfo, channels: int | None, filt: np.ndarray) -> int | str:
+    """The number of groups of a convolution whose forward input has ``channels``."""
+    in_per_group, out = int(filt.shape[-2]), int(filt.shape[-1])
     if channels is None:
-        return "Conv2D needs a known input channel dimension"
+        return f"{node.op} needs a known input channel dimension"
     if channels % in_per_group or out % (channels // in_per_group):
-        return (f"Conv2D filter {list(filt.shape)} does not fit an input with "
+        return (f"{node.op} filter {list(filt.shape)} does not fit an input with "
                 f"{channels} channels")
     return channels // in_per_group
 
 
-def _validate_conv2d(node: NodeInfo) -> str | None:
+# -- Conv2D / Conv3D -------------------------------------------------------------------
+
+def _conv_groups(node: NodeInfo, window: _Window) -> int | str:
+    return _groups(node, node.input_shapes[0][window.channel_axis], node.const(1))
+
+
+def _validate_conv(node: NodeInfo) -> str | None:
     window = _filter_window(node)
     if isinstance(window, str):
         return window
-    groups = _conv2d_groups(node, window)
+    groups = _conv_groups(node, window)
     return groups if isinstance(groups, str) else None
 
 
-@converter("Conv2D", const_inputs=(1,), validate=_validate_conv2d,
-           restrictions="filter must be constant; NHWC or NCHW; known input channels")
-def convert_conv2d(ctx: LoweringContext, node: NodeInfo) -> None:
+@converter("Conv2D", "Conv3D", const_inputs=(1,), validate=_validate_conv,
+           restrictions="filter must be constant; NHWC/NCHW (NDHWC/NCDHW for Conv3D); "
+                        "known input channels")
+def convert_conv(ctx: LoweringContext, node: NodeInfo) -> None:
     window = _resolved(_filter_window(node))
-    groups = _conv2d_groups(node, window)
+    groups = _conv_groups(node, window)
     assert isinstance(groups, int), groups
-    # HWIO -> OIHW
-    _emit_conv(ctx, node, window, np.transpose(node.const(1), (3, 2, 0, 1)), groups)
+    _emit_conv(ctx, node, window, _to_oi_spatial(node.const(1)), groups)
 
 
 # -- DepthwiseConv2dNative -------------------------------------------------------------
@@ -197,7 +242,125 @@ def convert_depthwise(ctx: LoweringContext, node: NodeInfo) -> None:
     _emit_conv(ctx, node, window, np.ascontiguousarray(weights), int(c))
 
 
-# -- MaxPool / AvgPool ------------------------------------------------------------------
+# -- Conv2DBackpropInput / Conv3DBackpropInputV2 ---------------------------------------
+
+@dataclass(frozen=True)
+class _Transposed:
+    """A backprop-input node resolved into ONNX ConvTranspose attributes."""
+
+    layout: Perm
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: list[int]
+    output_padding: list[int]
+    group: int
+
+
+def _input_sizes(node: NodeInfo) -> tuple[list[int], int | None] | str:
+    """The spatial sizes and channels of the forward input (the node's output)."""
+    _, spatial, channel = _FORMATS[_format(node)]
+    rank = len(spatial) + 2
+    value = node.const(0)
+    if value is not None:
+        sizes = [int(v) for v in np.asarray(value).reshape(-1)]
+        if len(sizes) == rank:
+            return [sizes[a] for a in spatial], sizes[channel]
+        if len(sizes) == len(spatial):  # spatial sizes only: channels from the filter
+            return sizes, None
+        return (f"{node.op} input_sizes must have {rank} or {len(spatial)} entries, "
+                f"got {sizes}")
+    # input_sizes computed in the graph (Keras packs the batch size into it)
+    shape = node.output_shapes[0] if node.output_shapes else None
+    if shape is None or len(shape) != rank or any(shape[a] is None for a in spatial):
+        return (f"The input 0 (input_sizes) of {node.op} must be a constant, or its spatial "
+                f"dimensions known from shape inference; the output shape is {shape}")
+    return [int(shape[a]) for a in spatial], shape[channel]
+
+
+def _transposed(node: NodeInfo) -> _Transposed | str:
+    """The node's transposed convolution, or why it can't lower."""
+    if (reason := _check_format(node)) is not None:
+        return reason
+    layout, spatial, _ = _FORMATS[_format(node)]
+    n = len(spatial)
+    filt = node.const(1)
+    if filt.ndim != n + 2:
+        return f"The filter of {node.op} must be {n + 2}-D, got shape {list(filt.shape)}"
+    if node.rank(2) not in (None, n + 2):
+        return (f"The out_backprop input of {node.op} must be {n + 2}-D, "
+                f"got shape {node.input_shapes[2]}")
+    sizes = _input_sizes(node)
+    if isinstance(sizes, str):
+        return sizes
+    spatial_sizes, channels = sizes
+    if min(spatial_sizes) < 1:
+        return f"{node.op} input_sizes {spatial_sizes} must be positive"
+    group = _groups(node, int(filt.shape[-2]) if channels is None else channels, filt)
+    if isinstance(group, str):
+        return group
+    kernel = tuple(int(k) for k in filt.shape[:n])
+    strides = _spatial_attr(node, "strides", None)
+    if isinstance(strides, str):
+        return strides
+    dilations = _spatial_attr(node, "dilations", [1] * (n + 2))
+    if isinstance(dilations, str):
+        return dilations
+    padding = node.attr("padding")
+    explicit = None
+    if padding == "EXPLICIT":
+        explicit = _explicit_pads(node)
+        if isinstance(explicit, str):
+            return explicit
+    elif padding not in ("SAME", "VALID"):
+        return f"{node.op} padding {padding!r} is not supported"
+    begins, ends, extra = [], [], []
+    for d, (size, k, s) in enumerate(zip(spatial_sizes, _effective(kernel, dilations), strides,
+                                         strict=True)):
+        # the forward convolution of an input of ``size``: its padding and output size
+        if padding == "SAME":
+            out = -(-size // s)
+            begin = max((out - 1) * s + k - size, 0) // 2
+        elif padding == "VALID":
+            begin, out = 0, (size - k) // s + 1
+        else:
+            begin = explicit[0][d]
+            out = (size + begin + explicit[1][d] - k) // s + 1
+        if out < 1:
+            return (f"{node.op} window {list(kernel)} is larger than the padded input "
+                    f"of size {spatial_sizes}")
+        # ConvTranspose gives s*(out-1) + k - begin - end + extra values; TF gives ``size``
+        rest = s * (out - 1) + k - begin - size
+        begins.append(begin)
+        ends.append(max(rest, 0))
+        extra.append(max(-rest, 0))
+    return _Transposed(layout, kernel, strides, dilations, begins + ends, extra, group)
+
+
+def _validate_backprop(node: NodeInfo) -> str | None:
+    spec = _transposed(node)
+    return spec if isinstance(spec, str) else None
+
+
+@converter("Conv2DBackpropInput", "Conv3DBackpropInputV2", const_inputs=(1,),
+           validate=_validate_backprop,
+           restrictions="filter must be constant; input_sizes constant or with spatial "
+                        "dimensions known from shape inference")
+def convert_conv_backprop_input(ctx: LoweringContext, node: NodeInfo) -> None:
+    spec = _transposed(node)
+    assert not isinstance(spec, str), spec
+    # TF's forward filter [spatial..., I, O] is ConvTranspose weights [O, I, spatial...]:
+    # the gradient's O channels in, the forward input's I channels (per group) out
+    weights = ctx.const(_to_oi_spatial(node.const(1)), f"{node.name}/weights")
+    x = ctx.input_as(node, 2, spec.layout)
+    y = ctx.node("ConvTranspose", [x, weights], hint=node.name, kernel_shape=list(spec.kernel),
+                 strides=list(spec.strides), dilations=list(spec.dilations), pads=spec.pads,
+                 output_padding=spec.output_padding if any(spec.output_padding) else None,
+                 group=spec.group)
+    ctx.set_output(node, 0, y, spec.layout)
+
+
+# -- MaxPool / AvgPool / MaxPool3D / AvgPool3D ------------------------------------------
 
 def _validate_pool(node: NodeInfo) -> str | None:
     if node.op == "AvgPool" and node.attr("padding") == "EXPLICIT":
@@ -205,18 +368,20 @@ def _validate_pool(node: NodeInfo) -> str | None:
     window = _window(node, None)
     if isinstance(window, str):
         return window
-    pads = window.padding.get("pads", [0, 0, 0, 0])
-    if any(p >= window.kernel[k % 2] for k, p in enumerate(pads)):
+    n = len(window.kernel)
+    pads = window.padding.get("pads", [0] * (2 * n))
+    if any(p >= window.kernel[k % n] for k, p in enumerate(pads)):
         return f"{node.op} paddings {pads} must be smaller than the window {list(window.kernel)}"
     return None
 
 
-@converter("MaxPool", "AvgPool", validate=_validate_pool,
-           restrictions="pooling over batch or channels is not supported; NHWC or NCHW")
+@converter("MaxPool", "AvgPool", "MaxPool3D", "AvgPool3D", validate=_validate_pool,
+           restrictions="pooling over batch or channels is not supported; NHWC or NCHW "
+                        "(NDHWC or NCDHW for the 3-D ops)")
 def convert_pool(ctx: LoweringContext, node: NodeInfo) -> None:
     window = _resolved(_window(node, None))
     x = ctx.input_as(node, 0, window.layout)
-    if node.op == "MaxPool":
+    if node.op.startswith("MaxPool"):
         y = ctx.node("MaxPool", [x], hint=node.name, kernel_shape=list(window.kernel),
                      strides=list(window.strides), **window.padding)
     else:  # TF averages over the cells inside the input only
@@ -236,9 +401,11 @@ def _validate_batch_norm(node: NodeInfo) -> str | None:
                 "only y, batch_mean and batch_variance convert")
     fmt = node.attr("data_format", "NHWC")
     if fmt not in _FORMATS:
-        return f"{node.op} data_format {fmt!r} is not supported (only NHWC and NCHW)"
-    if node.rank(0) != 4:
-        return f"The input of {node.op} must be 4-D, got shape {node.input_shapes[0]}"
+        return (f"{node.op} data_format {fmt!r} is not supported "
+                f"(only {', '.join(_FORMATS)})")
+    rank = len(_FORMATS[fmt][1]) + 2
+    if node.rank(0) != rank:
+        return f"The input of {node.op} must be {rank}-D, got shape {node.input_shapes[0]}"
     channels = node.input_shapes[0][_FORMATS[fmt][2]]
     for i, role in enumerate(("scale", "offset", "mean", "variance"), start=1):
         value = node.const(i)

@@ -1,11 +1,14 @@
-"""Elementwise math: binary ops with broadcasting, BiasAdd, and unary functions.
+"""Elementwise math: binary and n-ary ops with broadcasting (Add .. FloorMod, AddN,
+ClipByValue), BiasAdd, unary functions and float classification (IsNan ..).
 
-Binary ops keep their operands' layout: a constant or a lower-rank operand is
-brought into the layout of the other one instead of transposing the larger
+Elementwise ops keep their operands' layout: a constant or a lower-rank operand
+is brought into the layout of the other one instead of transposing the larger
 tensor back to TF layout.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -15,7 +18,9 @@ from tftrt.converters.context import (
     LoweringContext,
     NodeInfo,
     Perm,
+    TensorProto,
     invert_perm,
+    onnx_dtype,
 )
 
 FLOAT_AND_INT32 = FLOAT_DTYPES | {np.dtype(np.int32)}
@@ -90,40 +95,61 @@ def _tensor_in_layout(ctx: LoweringContext, node: NodeInfo, i: int, perm: Perm) 
     return expand_to_layout(ctx, ctx.input(node, i), shape, perm, f"{node.name}_in{i}")
 
 
-def _common_layout(ctx: LoweringContext, node: NodeInfo) -> Perm:
-    """The layout two tensor operands are combined in: the higher-rank one's."""
-    pa, pb = ctx.input_any(node, 0)[1], ctx.input_any(node, 1)[1]
-    if pa == pb:
-        return pa
-    ra, rb = input_rank(ctx, node, 0), input_rank(ctx, node, 1)
-    if ra is None or rb is None:
+def _common_layout(ctx: LoweringContext, node: NodeInfo, tensors: Sequence[int]) -> Perm:
+    """The layout tensor operands ``tensors`` are combined in: that of a highest-rank one."""
+    perms = [ctx.input_any(node, i)[1] for i in tensors]
+    if all(p == perms[0] for p in perms):
+        return perms[0]
+    ranks = [input_rank(ctx, node, i) for i in tensors]
+    if any(r is None for r in ranks):
         return None
-    if ra != rb:
-        return pa if ra > rb else pb
-    return pa if pa is not None else pb
+    top = max(r for r in ranks if r is not None)
+    held = [p for p, r in zip(perms, ranks, strict=True) if r == top and p is not None]
+    return held[0] if held else None
+
+
+def operands_in_layout(ctx: LoweringContext, node: NodeInfo,
+                       indices: Sequence[int]) -> tuple[list[str], Perm]:
+    """Inputs ``indices`` of ``node`` ready to broadcast together in one common layout,
+    and that layout.
+
+    The layout is that of a highest-rank non-constant operand; when some operand
+    cannot follow it, every operand is taken in TF layout.
+    """
+    consts = {i: node.const(i) for i in indices}
+    tensors = [i for i in indices if consts[i] is None]
+    perm = _common_layout(ctx, node, tensors) if tensors else None
+    names: list[str] = []
+    for i in indices:
+        value = consts[i]
+        if value is None:
+            name = _tensor_in_layout(ctx, node, i, perm)
+        else:
+            laid = const_in_layout(value, perm)
+            name = None if laid is None else ctx.const(np.array(laid, order="C"),
+                                                       f"{node.name}_in{i}", value.dtype)
+        if name is None:
+            return [_tf_layout_operand(ctx, node, i) for i in indices], None
+        names.append(name)
+    return names, perm
+
+
+def _tf_layout_operand(ctx: LoweringContext, node: NodeInfo, i: int) -> str:
+    value = node.const(i)
+    if value is None:
+        return ctx.input(node, i)
+    return ctx.const(value, f"{node.name}_in{i}", value.dtype)
 
 
 def binary_operands(ctx: LoweringContext, node: NodeInfo) -> tuple[str, str, Perm]:
     """Inputs 0 and 1 of ``node`` in one common layout, and that layout."""
-    consts = [node.const(0), node.const(1)]
-    if consts[0] is not None and consts[1] is not None:
-        return (ctx.const(consts[0], f"{node.name}_x", consts[0].dtype),
-                ctx.const(consts[1], f"{node.name}_y", consts[1].dtype), None)
-    if consts[0] is not None or consts[1] is not None:
-        ci = 0 if consts[0] is not None else 1
-        value = consts[ci]
-        name, perm = ctx.input_any(node, 1 - ci)
-        laid = const_in_layout(value, perm)
-        if laid is None:
-            name, perm, laid = ctx.input(node, 1 - ci), None, value
-        c = ctx.const(np.ascontiguousarray(laid), f"{node.name}_c", value.dtype)
-        return (c, name, perm) if ci == 0 else (name, c, perm)
-    perm = _common_layout(ctx, node)
-    a = _tensor_in_layout(ctx, node, 0, perm)
-    b = _tensor_in_layout(ctx, node, 1, perm)
-    if a is None or b is None:
-        return ctx.input(node, 0), ctx.input(node, 1), None
+    (a, b), perm = operands_in_layout(ctx, node, (0, 1))
     return a, b, perm
+
+
+def scalar_like(ctx: LoweringContext, value: float, dtype: np.dtype) -> str:
+    """A shared scalar constant of ``dtype``."""
+    return ctx.const(np.array(value, dtype), f"scalar_{dtype.name}", dtype)
 
 
 # -- binary ops ----------------------------------------------------------------
@@ -149,6 +175,80 @@ def convert_squared_difference(ctx: LoweringContext, node: NodeInfo) -> None:
     a, b, perm = binary_operands(ctx, node)
     diff = ctx.node("Sub", [a, b], hint=f"{node.name}_diff")
     ctx.set_output(node, 0, ctx.node("Mul", [diff, diff], hint=node.name), perm)
+
+
+def _dtype(node: NodeInfo) -> np.dtype:
+    return np.dtype(node.attr("T", np.float32))
+
+
+def _int_floor_div(ctx: LoweringContext, a: str, b: str, hint: str) -> str:
+    """int32 ``a / b`` rounded toward -inf, whether ONNX Div truncates or floors."""
+    zero = scalar_like(ctx, 0, np.dtype(np.int32))
+    q = ctx.node("Div", [a, b], hint=f"{hint}_div")
+    r = ctx.node("Sub", [a, ctx.node("Mul", [q, b], hint=f"{hint}_qb")], hint=f"{hint}_rem")
+    inexact = ctx.node("Not", [ctx.node("Equal", [r, zero], hint=f"{hint}_exact")],
+                       hint=f"{hint}_inexact")
+    signs = ctx.node("Xor", [ctx.node("Less", [r, zero], hint=f"{hint}_rneg"),
+                             ctx.node("Less", [b, zero], hint=f"{hint}_bneg")],
+                     hint=f"{hint}_signs")
+    fix = ctx.node("Cast", [ctx.node("And", [inexact, signs], hint=f"{hint}_fix")],
+                   to=TensorProto.INT32, hint=f"{hint}_fix_int")
+    return ctx.node("Sub", [q, fix], hint=hint)
+
+
+@converter("FloorDiv", dtypes=FLOAT_AND_INT32)
+def convert_floor_div(ctx: LoweringContext, node: NodeInfo) -> None:
+    a, b, perm = binary_operands(ctx, node)
+    if _dtype(node) == np.int32:
+        out = _int_floor_div(ctx, a, b, node.name)
+    else:
+        out = ctx.node("Floor", [ctx.node("Div", [a, b], hint=f"{node.name}_div")],
+                       hint=node.name)
+    ctx.set_output(node, 0, out, perm)
+
+
+@converter("FloorMod", dtypes=FLOAT_AND_INT32)
+def convert_floor_mod(ctx: LoweringContext, node: NodeInfo) -> None:
+    a, b, perm = binary_operands(ctx, node)
+    dt = _dtype(node)
+    if dt == np.int32:
+        ctx.set_output(node, 0, ctx.node("Mod", [a, b], fmod=0, hint=node.name), perm)
+        return
+    zero = scalar_like(ctx, 0, dt)
+    m = ctx.node("Mod", [a, b], fmod=1, hint=f"{node.name}_fmod")
+    nonzero = ctx.node("Not", [ctx.node("Equal", [m, zero], hint=f"{node.name}_zero")],
+                       hint=f"{node.name}_nonzero")
+    signs = ctx.node("Xor", [ctx.node("Less", [m, zero], hint=f"{node.name}_mneg"),
+                             ctx.node("Less", [b, zero], hint=f"{node.name}_bneg")],
+                     hint=f"{node.name}_signs")
+    fix = ctx.node("And", [nonzero, signs], hint=f"{node.name}_fix")
+    shifted = ctx.node("Add", [m, b], hint=f"{node.name}_shift")
+    ctx.set_output(node, 0, ctx.node("Where", [fix, shifted, m], hint=node.name), perm)
+
+
+def _validate_add_n(node: NodeInfo) -> str | None:
+    if len(node.inputs) < 2:
+        return f"AddN needs at least 2 inputs, got {len(node.inputs)}"
+    return None
+
+
+@converter("AddN", dtypes=FLOAT_AND_INT32, validate=_validate_add_n,
+           restrictions="at least 2 inputs")
+def convert_add_n(ctx: LoweringContext, node: NodeInfo) -> None:
+    names, perm = operands_in_layout(ctx, node, range(len(node.inputs)))
+    out = names[0]
+    for k, name in enumerate(names[1:], start=1):
+        last = k == len(names) - 1
+        out = ctx.node("Add", [out, name], hint=node.name if last else f"{node.name}_{k}")
+    ctx.set_output(node, 0, out, perm)
+
+
+@converter("ClipByValue", dtypes=FLOAT_AND_INT32)
+def convert_clip_by_value(ctx: LoweringContext, node: NodeInfo) -> None:
+    (x, lo, hi), perm = operands_in_layout(ctx, node, (0, 1, 2))
+    # TF applies the upper bound first: where lo > hi the result is lo
+    upper = ctx.node("Min", [x, hi], hint=f"{node.name}_min")
+    ctx.set_output(node, 0, ctx.node("Max", [upper, lo], hint=node.name), perm)
 
 
 # -- BiasAdd -------------------------------------------------------------------
@@ -191,7 +291,10 @@ def convert_bias_add(ctx: LoweringContext, node: NodeInfo) -> None:
 # -- unary ops -------------------------------------------------------------------
 
 _UNARY = {"Sqrt": "Sqrt", "Exp": "Exp", "Log": "Log", "Neg": "Neg", "Abs": "Abs",
-          "Reciprocal": "Reciprocal", "Erf": "Erf", "Floor": "Floor", "Ceil": "Ceil"}
+          "Reciprocal": "Reciprocal", "Inv": "Reciprocal", "Erf": "Erf", "Floor": "Floor",
+          "Ceil": "Ceil", "Sin": "Sin", "Cos": "Cos", "Tan": "Tan", "Sinh": "Sinh",
+          "Cosh": "Cosh", "Asin": "Asin", "Acos": "Acos", "Atan": "Atan", "Asinh": "Asinh",
+          "Acosh": "Acosh", "Atanh": "Atanh"}
 
 
 def emit_same_layout(ctx: LoweringContext, node: NodeInfo, onnx_op: str, **attrs: object) -> None:
@@ -216,3 +319,123 @@ def convert_rsqrt(ctx: LoweringContext, node: NodeInfo) -> None:
 def convert_square(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)
     ctx.set_output(node, 0, ctx.node("Mul", [name, name], hint=node.name), perm)
+
+
+@converter("Round", dtypes=FLOAT_AND_INT32)
+def convert_round(ctx: LoweringContext, node: NodeInfo) -> None:
+    emit_same_layout(ctx, node, "Identity" if _dtype(node) == np.int32 else "Round")
+
+
+@converter("Sign", dtypes=FLOAT_AND_INT32)
+def convert_sign(ctx: LoweringContext, node: NodeInfo) -> None:
+    name, perm = ctx.input_any(node, 0)
+    if _dtype(node) == np.int32:
+        ctx.set_output(node, 0, ctx.node("Sign", [name], hint=node.name), perm)
+        return
+    sign = ctx.node("Sign", [name], hint=f"{node.name}_sign")
+    number = ctx.node("Equal", [name, name], hint=f"{node.name}_number")
+    ctx.set_output(node, 0, ctx.node("Where", [number, sign, name], hint=node.name), perm)
+
+
+# -- unary functions with no ONNX operator: computed in float32 -------------------
+
+F32 = np.dtype(np.float32)
+
+
+def _emit_in_float32(ctx: LoweringContext, node: NodeInfo,
+                     body: Callable[[str], str]) -> None:
+    """Lower a one-input elementwise op as ``body`` over a float32 tensor, keeping the
+    input's layout; half inputs are widened and the result narrowed back."""
+    name, perm = ctx.input_any(node, 0)
+    dt = _dtype(node)
+    if dt == F32:
+        out = body(name)
+    else:
+        wide = ctx.node("Cast", [name], to=TensorProto.FLOAT, hint=f"{node.name}_f32")
+        out = ctx.node("Cast", [body(wide)], to=onnx_dtype(dt), hint=node.name)
+    ctx.set_output(node, 0, out, perm)
+
+
+# erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), z >= 0: fractional error < 1.2e-7
+# (Numerical Recipes, erfcc); erfc(-z) = 2 - erfc(z)
+_ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+                -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+@converter("Erfc")
+def convert_erfc(ctx: LoweringContext, node: NodeInfo) -> None:
+    def body(x: str) -> str:
+        h = node.name
+        z = ctx.node("Abs", [x], hint=f"{h}_abs")
+        half_z = ctx.node("Mul", [z, scalar_like(ctx, 0.5, F32)], hint=f"{h}_halfz")
+        t = ctx.node("Div", [scalar_like(ctx, 1.0, F32),
+                             ctx.node("Add", [half_z, scalar_like(ctx, 1.0, F32)],
+                                      hint=f"{h}_den")], hint=f"{h}_t")
+        poly = scalar_like(ctx, _ERFC_COEFFS[-1], F32)
+        for c in reversed(_ERFC_COEFFS[:-1]):
+            poly = ctx.node("Add", [ctx.node("Mul", [poly, t], hint=f"{h}_horner"),
+                                    scalar_like(ctx, c, F32)], hint=f"{h}_horner")
+        exponent = ctx.node("Sub", [poly, ctx.node("Mul", [z, z], hint=f"{h}_z2")],
+                            hint=f"{h}_exponent")
+        tail = ctx.node("Mul", [t, ctx.node("Exp", [exponent], hint=f"{h}_exp")],
+                        hint=f"{h}_tail")
+        negative = ctx.node("Less", [x, scalar_like(ctx, 0.0, F32)], hint=f"{h}_neg")
+        mirrored = ctx.node("Sub", [scalar_like(ctx, 2.0, F32), tail], hint=f"{h}_mirror")
+        return ctx.node("Where", [negative, mirrored, tail], hint=f"{h}_erfc")
+
+    _emit_in_float32(ctx, node, body)
+
+
+@converter("Expm1")
+def convert_expm1(ctx: LoweringContext, node: NodeInfo) -> None:
+    def body(x: str) -> str:
+        # |x| < 0.5: Kahan's (u - 1) * x / log(u), u = exp(x); elsewhere u - 1 is accurate
+        h = node.name
+        one = scalar_like(ctx, 1.0, F32)
+        u = ctx.node("Exp", [x], hint=f"{h}_exp")
+        um1 = ctx.node("Sub", [u, one], hint=f"{h}_um1")
+        ratio = ctx.node("Div", [ctx.node("Mul", [um1, x], hint=f"{h}_num"),
+                                 ctx.node("Log", [u], hint=f"{h}_log")], hint=f"{h}_kahan")
+        exact = ctx.node("Equal", [u, one], hint=f"{h}_u1")
+        near = ctx.node("Where", [exact, x, ratio], hint=f"{h}_near")
+        small = ctx.node("Less", [ctx.node("Abs", [x], hint=f"{h}_abs"),
+                                  scalar_like(ctx, 0.5, F32)], hint=f"{h}_small")
+        return ctx.node("Where", [small, near, um1], hint=f"{h}_expm1")
+
+    _emit_in_float32(ctx, node, body)
+
+
+@converter("Log1p")
+def convert_log1p(ctx: LoweringContext, node: NodeInfo) -> None:
+    def body(x: str) -> str:
+        # |x| < 0.5: Kahan's log(u) * x / (u - 1), u = 1 + x; elsewhere log(u) is accurate
+        h = node.name
+        one = scalar_like(ctx, 1.0, F32)
+        u = ctx.node("Add", [x, one], hint=f"{h}_u")
+        log_u = ctx.node("Log", [u], hint=f"{h}_log")
+        ratio = ctx.node("Div", [ctx.node("Mul", [log_u, x], hint=f"{h}_num"),
+                                 ctx.node("Sub", [u, one], hint=f"{h}_um1")],
+                         hint=f"{h}_kahan")
+        exact = ctx.node("Equal", [u, one], hint=f"{h}_u1")
+        near = ctx.node("Where", [exact, x, ratio], hint=f"{h}_near")
+        small = ctx.node("Less", [ctx.node("Abs", [x], hint=f"{h}_abs"),
+                                  scalar_like(ctx, 0.5, F32)], hint=f"{h}_small")
+        return ctx.node("Where", [small, near, log_u], hint=f"{h}_log1p")
+
+    _emit_in_float32(ctx, node, body)
+
+
+# -- float classification (bool results) -------------------------------------------
+
+@converter("IsNan", "IsInf", "IsFinite")
+def convert_float_class(ctx: LoweringContext, node: NodeInfo) -> None:
+    name, perm = ctx.input_any(node, 0)
+    if node.op == "IsNan":
+        same = ctx.node("Equal", [name, name], hint=f"{node.name}_number")
+        out = ctx.node("Not", [same], hint=node.name)
+    else:
+        magnitude = ctx.node("Abs", [name], hint=f"{node.name}_abs")
+        inf = scalar_like(ctx, np.inf, _dtype(node))
+        out = ctx.node("Equal" if node.op == "IsInf" else "Less", [magnitude, inf],
+                       hint=node.name)
+    ctx.set_output(node, 0, out, perm)

@@ -1,9 +1,11 @@
-"""Shape and data-movement ops: reshaping, padding, slicing, joining, casting, gathering.
+"""Shape and data-movement ops: reshaping, padding, slicing, joining, splitting, tiling,
+casting, gathering, and the ops that make shapes and index vectors.
 
 Ops that only move data along axes (Pad, MirrorPad, ConcatV2, Slice,
-StridedSlice, Squeeze, Transpose, Shape, Cast) accept their input in any
-layout and keep it where they can, so they add no transposes between
-layout-aware ops such as convolutions.
+StridedSlice, Squeeze, Transpose, Shape, Cast, Unpack, Split, SplitV, Tile)
+accept their input in any layout and keep it where they can, so they add no
+transposes between layout-aware ops such as convolutions. DepthToSpace and
+SpaceToDepth run in NCHW like convolutions.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from onnx import numpy_helper
 
 from tftrt.converters.base import converter, dtype_name
 from tftrt.converters.context import (
+    NHWC_TO_NCHW,
     LoweringContext,
     NodeInfo,
     Perm,
@@ -527,3 +531,364 @@ def convert_gather(ctx: LoweringContext, node: NodeInfo) -> None:
     axis = _int_list(node.const(2))[0] % node.rank(0)
     y = ctx.node("Gather", [ctx.input(node, 0), ctx.input(node, 1)], hint=node.name, axis=axis)
     ctx.set_output(node, 0, y)
+
+
+# -- Unpack / Split / SplitV -------------------------------------------------------------
+
+def _validate_unpack(node: NodeInfo) -> str | None:
+    if (reason := _known_rank(node)) is not None:
+        return reason
+    rank = node.rank(0)
+    axis, num = node.attr("axis", 0), node.attr("num")
+    if not -rank <= axis < rank:
+        return f"Unpack axis {axis} is out of range for rank {rank}"
+    dim = node.input_shapes[0][axis % rank]
+    if dim is not None and dim != num:
+        return f"Unpack num={num} differs from the size {dim} of axis {axis % rank}"
+    if num < 1:
+        return f"Unpack num={num} must be positive"
+    return None
+
+
+@converter("Unpack", dtypes=DATA_DTYPES, validate=_validate_unpack,
+           restrictions="known input rank")
+def convert_unpack(ctx: LoweringContext, node: NodeInfo) -> None:
+    x, perm = ctx.input_any(node, 0)
+    axis = node.attr("axis", 0) % node.rank(0)
+    num = int(node.attr("num"))
+    onnx_axis = _onnx_axes(perm, [axis])[0]
+    parts = _split(ctx, x, [1] * num, onnx_axis, node.name)
+    out_perm = _squeezed_perm(perm, [axis])
+    axes = ctx.int64s([onnx_axis])
+    for k, part in enumerate(parts):
+        ctx.set_output(node, k, ctx.node("Squeeze", [part, axes], hint=f"{node.name}_{k}"),
+                       out_perm)
+
+
+def _split(ctx: LoweringContext, x: str, sizes: Sequence[int] | str, axis: int, hint: str,
+           count: int | None = None) -> list[str]:
+    """``x`` split along ONNX ``axis`` into parts of ``sizes``: a list, or an int64 tensor
+    holding ``count`` sizes."""
+    count = len(sizes) if count is None else count
+    if count == 1:
+        return [x]
+    split = sizes if isinstance(sizes, str) else ctx.int64s(sizes, f"{hint}/sizes")
+    parts = ctx.node("Split", [x, split], outputs=count, hint=hint, axis=axis)
+    return list(parts)
+
+
+def _split_axis(node: NodeInfo, axis_input: int, value_input: int) -> int | str:
+    """The non-negative axis of a Split/SplitV, or why it is not usable."""
+    if (reason := _known_rank(node, value_input)) is not None:
+        return reason
+    rank = node.rank(value_input)
+    axis = _int_list(node.const(axis_input))
+    if len(axis) != 1 or not -rank <= axis[0] < rank:
+        return f"{node.op} axis {axis} is out of range for rank {rank}"
+    return axis[0] % rank
+
+
+def _validate_split(node: NodeInfo) -> str | None:
+    axis = _split_axis(node, 0, 1)
+    if isinstance(axis, str):
+        return axis
+    num = node.attr("num_split")
+    dim = node.input_shapes[1][axis]
+    if dim is not None and dim % num:
+        return f"Split of axis {axis} of size {dim} into {num} equal parts: {num} must divide it"
+    return None
+
+
+@converter("Split", dtypes=DATA_DTYPES, const_inputs=(0,), validate=_validate_split,
+           restrictions="axis must be constant; the split dimension divisible by num_split")
+def convert_split(ctx: LoweringContext, node: NodeInfo) -> None:
+    axis = _split_axis(node, 0, 1)
+    assert isinstance(axis, int), axis
+    x, perm = ctx.input_any(node, 1)
+    num = int(node.attr("num_split"))
+    onnx_axis = _onnx_axes(perm, [axis])[0]
+    dim = node.input_shapes[1][axis]
+    if num == 1:
+        parts = [x]
+    elif dim is not None:
+        parts = _split(ctx, x, [dim // num] * num, onnx_axis, node.name)
+    else:  # equal parts of a size known at run time
+        parts = list(ctx.node("Split", [x], outputs=num, hint=node.name, axis=onnx_axis))
+    for k, part in enumerate(parts):
+        ctx.set_output(node, k, part, perm)
+
+
+def _split_sizes(node: NodeInfo) -> tuple[list[int], int] | str:
+    """SplitV's sizes (with at most one -1 left when the dimension is unknown) and axis."""
+    axis = _split_axis(node, 2, 0)
+    if isinstance(axis, str):
+        return axis
+    raw = node.const(1)
+    if np.asarray(raw).ndim != 1:
+        return f"SplitV size_splits must be 1-D, got shape {list(np.asarray(raw).shape)}"
+    sizes = _int_list(raw)
+    if len(sizes) != node.attr("num_split", len(sizes)):
+        return f"SplitV size_splits {sizes} does not have num_split entries"
+    if any(s < -1 for s in sizes) or sizes.count(-1) > 1:
+        return f"SplitV size_splits {sizes} must be >= 0 with at most one -1"
+    dim = node.input_shapes[0][axis]
+    known = sum(s for s in sizes if s != -1)
+    if dim is not None:
+        if -1 in sizes:
+            if known > dim:
+                return f"SplitV size_splits {sizes} exceed the size {dim} of axis {axis}"
+            sizes = [dim - known if s == -1 else s for s in sizes]
+        elif known != dim:
+            return f"SplitV size_splits {sizes} do not add up to the size {dim} of axis {axis}"
+    return sizes, axis
+
+
+def _validate_split_v(node: NodeInfo) -> str | None:
+    spec = _split_sizes(node)
+    return spec if isinstance(spec, str) else None
+
+
+@converter("SplitV", dtypes=DATA_DTYPES, const_inputs=(1, 2), validate=_validate_split_v,
+           restrictions="size_splits and axis must be constant")
+def convert_split_v(ctx: LoweringContext, node: NodeInfo) -> None:
+    spec = _split_sizes(node)
+    assert not isinstance(spec, str), spec
+    sizes, axis = spec
+    x, perm = ctx.input_any(node, 0)
+    onnx_axis = _onnx_axes(perm, [axis])[0]
+    split: Sequence[int] | str = sizes
+    if -1 in sizes and len(sizes) > 1:  # the rest of a dimension known at run time
+        dim = ctx.node("Shape", [x], hint=f"{node.name}/dim", start=onnx_axis,
+                       end=onnx_axis + 1)
+        known = sum(s for s in sizes if s != -1)
+        rest = ctx.node("Sub", [dim, ctx.int64s([known])], hint=f"{node.name}/rest")
+        k = sizes.index(-1)
+        pieces = [p for p in (sizes[:k], None, sizes[k + 1:]) if p != []]
+        split = ctx.node("Concat", [rest if p is None else ctx.int64s(p) for p in pieces],
+                         hint=f"{node.name}/sizes", axis=0)
+    for k, part in enumerate(_split(ctx, x, split, onnx_axis, node.name, len(sizes))):
+        ctx.set_output(node, k, part, perm)
+
+
+# -- Tile / BroadcastTo / Fill ------------------------------------------------------------
+
+def _index_tensor(ctx: LoweringContext, node: NodeInfo, i: int) -> str:
+    """Input ``i`` (an index tensor) as int64."""
+    value = node.const(i)
+    if value is not None:
+        return ctx.const(np.asarray(value, dtype=np.int64), f"{node.name}/in{i}")
+    x = ctx.input(node, i)
+    if node.input_dtypes[i] != np.int64:
+        x = ctx.node("Cast", [x], hint=f"{node.name}/in{i}", to=onnx_dtype(np.int64))
+    return x
+
+
+def _validate_index_input(node: NodeInfo, i: int, what: str, length: int | None) -> str | None:
+    """Why input ``i`` cannot serve as a shape-like vector of ``length`` entries, or None."""
+    if node.input_dtypes[i] not in INDEX_DTYPES:
+        return (f"The {what} input of {node.op} must be int32 or int64, "
+                f"got {dtype_name(node.input_dtypes[i])}")
+    shape = node.input_shapes[i]
+    if shape is not None and len(shape) != 1:
+        return f"The {what} input of {node.op} must be 1-D, got shape {list(shape)}"
+    if node.const(i) is not None:
+        values = _int_list(node.const(i))
+        if length is not None and len(values) != length:
+            return f"{node.op} {what} {values} must have {length} entries"
+        if any(v < 0 for v in values):
+            return f"{node.op} {what} {values} must be non-negative"
+    elif length is not None and shape is not None and shape[0] not in (None, length):
+        return f"The {what} input of {node.op} must have {length} entries, got {shape[0]}"
+    return None
+
+
+def _validate_tile(node: NodeInfo) -> str | None:
+    if (reason := _known_rank(node)) is not None:
+        return reason
+    return _validate_index_input(node, 1, "multiples", node.rank(0))
+
+
+@converter("Tile", dtypes=DATA_DTYPES, validate=_validate_tile,
+           restrictions="known input rank")
+def convert_tile(ctx: LoweringContext, node: NodeInfo) -> None:
+    x, perm = ctx.input_any(node, 0)
+    value = node.const(1)
+    if value is not None:
+        reps = _int_list(value)
+        repeats = ctx.int64s(reps if perm is None else [reps[p] for p in perm],
+                             f"{node.name}/repeats")
+    else:
+        repeats = _index_tensor(ctx, node, 1)
+        if perm is not None:
+            repeats = ctx.node("Gather", [repeats, ctx.int64s(perm)], hint=f"{node.name}/perm",
+                               axis=0)
+    ctx.set_output(node, 0, ctx.node("Tile", [x, repeats], hint=node.name), perm)
+
+
+def _validate_broadcast_to(node: NodeInfo) -> str | None:
+    reason = _validate_index_input(node, 1, "shape", None)
+    if reason is not None:
+        return reason
+    rank, shape = node.rank(0), node.input_shapes[1]
+    if rank is not None and shape is not None and shape[0] is not None and shape[0] < rank:
+        return f"BroadcastTo a shape of {shape[0]} entries is below the input rank {rank}"
+    return None
+
+
+@converter("BroadcastTo", dtypes=DATA_DTYPES, validate=_validate_broadcast_to)
+def convert_broadcast_to(ctx: LoweringContext, node: NodeInfo) -> None:
+    shape = _index_tensor(ctx, node, 1)
+    ctx.set_output(node, 0, ctx.node("Expand", [ctx.input(node, 0), shape], hint=node.name))
+
+
+def _validate_fill(node: NodeInfo) -> str | None:
+    reason = _validate_index_input(node, 0, "dims", None)
+    if reason is None and node.rank(1) not in (None, 0):
+        return f"The value input of Fill must be a scalar, got shape {node.input_shapes[1]}"
+    return reason
+
+
+@converter("Fill", dtypes=DATA_DTYPES, validate=_validate_fill)
+def convert_fill(ctx: LoweringContext, node: NodeInfo) -> None:
+    dims = _index_tensor(ctx, node, 0)
+    value = node.const(1)
+    if value is not None:
+        fill = numpy_helper.from_array(np.asarray(value, dtype=node.attr("T")).reshape(1))
+        y = ctx.node("ConstantOfShape", [dims], hint=node.name, value=fill)
+    else:
+        y = ctx.node("Expand", [ctx.input(node, 1), dims], hint=node.name)
+    ctx.set_output(node, 0, y)
+
+
+# -- Range ----------------------------------------------------------------------------
+
+_RANGE_DTYPES = frozenset(np.dtype(d) for d in (np.float32, np.int32, np.int64))
+
+
+def _validate_range(node: NodeInfo) -> str | None:
+    for i, role in enumerate(("start", "limit", "delta")):
+        shape = node.input_shapes[i]
+        if shape is not None and any(d != 1 for d in shape):
+            return f"The {role} input of Range must be a scalar, got shape {list(shape)}"
+    delta = node.const(2)
+    if delta is not None and float(np.asarray(delta).reshape(-1)[0]) == 0:
+        return "Range delta must not be 0"
+    return None
+
+
+@converter("Range", dtypes=_RANGE_DTYPES, dtype_attr="Tidx", validate=_validate_range,
+           restrictions="float32, int32 or int64 scalars")
+def convert_range(ctx: LoweringContext, node: NodeInfo) -> None:
+    dtype = np.dtype(node.attr("Tidx"))
+    scalars = []
+    for i, role in enumerate(("start", "limit", "delta")):
+        value = node.const(i)
+        if value is not None:
+            scalars.append(ctx.const(np.asarray(value, dtype=dtype).reshape(()),
+                                     f"{node.name}/{role}"))
+            continue
+        x = ctx.input(node, i)
+        if node.rank(i) != 0:
+            x = ctx.node("Reshape", [x, ctx.int64s([])], hint=f"{node.name}/{role}")
+        scalars.append(x)
+    start, limit, delta = scalars
+    if dtype.kind in "iu":
+        ctx.set_output(node, 0, ctx.node("Range", [start, limit, delta], hint=node.name))
+        return
+    # TF: ceil(|(limit - start) / delta|) values start + i * delta, computed in float
+    span = ctx.node("Sub", [limit, start], hint=f"{node.name}/span")
+    count = ctx.node("Ceil", [ctx.node("Abs", [ctx.node("Div", [span, delta],
+                                                          hint=f"{node.name}/steps")],
+                                       hint=f"{node.name}/steps")], hint=f"{node.name}/count")
+    count = ctx.node("Cast", [count], hint=f"{node.name}/count", to=onnx_dtype(np.int64))
+    index = ctx.node("Range", [ctx.const(np.int64(0)), count, ctx.const(np.int64(1))],
+                     hint=f"{node.name}/index")
+    index = ctx.node("Cast", [index], hint=f"{node.name}/index", to=onnx_dtype(dtype))
+    offset = ctx.node("Mul", [index, delta], hint=f"{node.name}/offset")
+    ctx.set_output(node, 0, ctx.node("Add", [start, offset], hint=node.name))
+
+
+# -- DataFormatVecPermute ---------------------------------------------------------------
+
+def _vec_permutation(node: NodeInfo) -> list[int] | str:
+    """Indices taking the rows of the node's input to the output, or why there are none."""
+    src, dst = node.attr("src_format", "NHWC"), node.attr("dst_format", "NCHW")
+    if isinstance(src, bytes):
+        src = src.decode()
+    if isinstance(dst, bytes):
+        dst = dst.decode()
+    if sorted(src) != sorted(dst) or len(set(src)) != len(src):
+        return (f"DataFormatVecPermute dst_format {dst!r} is not a permutation of "
+                f"src_format {src!r}")
+    shape = node.input_shapes[0]
+    if shape is None or len(shape) not in (1, 2) or shape[0] is None:
+        return ("The input of DataFormatVecPermute must be 1-D or 2-D with a known first "
+                f"dimension, got shape {shape}")
+    if len(shape) == 2 and shape[1] not in (None, 2):
+        return f"A 2-D input of DataFormatVecPermute must have shape [n, 2], got {list(shape)}"
+    if shape[0] == len(src) - 2:  # spatial dimensions only
+        src, dst = (s.replace("N", "").replace("C", "") for s in (src, dst))
+    if shape[0] != len(src):
+        return (f"The input of DataFormatVecPermute must have {len(src)} or {len(src) - 2} "
+                f"entries for format {src!r}, got shape {list(shape)}")
+    return [src.index(ch) for ch in dst]
+
+
+def _validate_vec_permute(node: NodeInfo) -> str | None:
+    perm = _vec_permutation(node)
+    return perm if isinstance(perm, str) else None
+
+
+@converter("DataFormatVecPermute", dtypes=INDEX_DTYPES, validate=_validate_vec_permute,
+           restrictions="1-D or 2-D input with a known first dimension")
+def convert_vec_permute(ctx: LoweringContext, node: NodeInfo) -> None:
+    perm = _vec_permutation(node)
+    assert not isinstance(perm, str), perm
+    x = ctx.input(node, 0)
+    if perm != list(range(len(perm))):
+        x = ctx.node("Gather", [x, ctx.int64s(perm)], hint=node.name, axis=0)
+    ctx.set_output(node, 0, x)
+
+
+# -- DepthToSpace / SpaceToDepth -------------------------------------------------------------
+
+_SPACE_FORMATS: dict[str, tuple[Perm, int, tuple[int, int]]] = {
+    "NHWC": (NHWC_TO_NCHW, 3, (1, 2)),
+    "NCHW": (None, 1, (2, 3)),
+}
+
+
+def _validate_space_depth(node: NodeInfo) -> str | None:
+    fmt = node.attr("data_format", "NHWC")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt not in _SPACE_FORMATS:
+        return f"{node.op} data_format {fmt!r} is not supported (only NHWC and NCHW)"
+    if node.rank(0) != 4:
+        return f"The input of {node.op} must be 4-D, got shape {node.input_shapes[0]}"
+    block = int(node.attr("block_size", 0))
+    if block < 2:
+        return f"{node.op} block_size must be at least 2, got {block}"
+    _, channel, spatial = _SPACE_FORMATS[fmt]
+    shape = node.input_shapes[0]
+    if node.op == "DepthToSpace":
+        if shape[channel] is not None and shape[channel] % (block * block):
+            return (f"DepthToSpace needs channels divisible by block_size^2 = {block * block}, "
+                    f"got {shape[channel]}")
+    elif any(shape[a] is not None and shape[a] % block for a in spatial):
+        return (f"SpaceToDepth needs height and width divisible by block_size {block}, "
+                f"got shape {list(shape)}")
+    return None
+
+
+@converter("DepthToSpace", "SpaceToDepth", validate=_validate_space_depth,
+           restrictions="NHWC or NCHW")
+def convert_space_depth(ctx: LoweringContext, node: NodeInfo) -> None:
+    fmt = node.attr("data_format", "NHWC")
+    layout = _SPACE_FORMATS[fmt.decode() if isinstance(fmt, bytes) else fmt][0]
+    x = ctx.input_as(node, 0, layout)
+    block = int(node.attr("block_size"))
+    # ONNX DCR mode orders the channels as TF does: (row offset, column offset, channel)
+    mode = "DCR" if node.op == "DepthToSpace" else None
+    y = ctx.node(node.op, [x], hint=node.name, blocksize=block, mode=mode)
+    ctx.set_output(node, 0, y, layout)

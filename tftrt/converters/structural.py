@@ -6,10 +6,17 @@ from tftrt.converters.base import converter
 from tftrt.converters.context import LoweringContext, NodeInfo, onnx_dtype
 
 
-@converter("Identity", "Snapshot", "StopGradient", dtypes=None)
+@converter("Identity", "Snapshot", "StopGradient", "_CopyFromHostToGpu", dtypes=None)
 def convert_identity(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)
     ctx.set_output(node, 0, name, perm)
+
+
+@converter("IdentityN", dtypes=None)
+def convert_identity_n(ctx: LoweringContext, node: NodeInfo) -> None:
+    for k in range(len(node.inputs)):
+        name, perm = ctx.input_any(node, k)
+        ctx.set_output(node, k, name, perm)
 
 
 def _validate_const(node: NodeInfo) -> str | None:
