@@ -254,6 +254,17 @@ def test_slice(begin: list[int], size: list[int]) -> None:
                                               size=tf.constant(size)), [X])
 
 
+def test_slice_with_computed_begin_and_size() -> None:
+    def fn(x, begin):
+        size = tf.concat([tf.shape(x)[:1] - begin[:1], tf.constant([-1, 2])], axis=0)
+        return tf.raw_ops.Slice(input=x, begin=begin, size=size)
+
+    begin = np.array([1, 0, 2], np.int32)
+    check_function(fn, [X, begin],
+                   specs=[tf.TensorSpec([None, *X.shape[1:]], tf.float32),
+                          tf.TensorSpec([3], tf.int32)])
+
+
 def test_slice_after_conv_keeps_layout() -> None:
     def fn(x):
         y = _nchw_conv()(x)

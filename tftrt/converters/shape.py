@@ -375,8 +375,15 @@ def convert_cast(ctx: LoweringContext, node: NodeInfo) -> None:
 def _validate_slice(node: NodeInfo) -> str | None:
     if (reason := _known_rank(node)) is not None:
         return reason
-    begin, size = _int_list(node.const(1)), _int_list(node.const(2))
     rank = node.rank(0)
+    if node.const(1) is None or node.const(2) is None:
+        for i, role in ((1, "begin"), (2, "size")):
+            if node.input_dtypes[i] not in INDEX_DTYPES:
+                return f"Slice {role} must be int32 or int64"
+            if node.input_shapes[i] not in ((rank,), (None,)):
+                return f"Slice {role} must be a vector of {rank} entries"
+        return None
+    begin, size = _int_list(node.const(1)), _int_list(node.const(2))
     if len(begin) != rank or len(size) != rank:
         return f"Slice begin {begin} and size {size} must have {rank} entries"
     if any(b < 0 for b in begin) or any(s < -1 for s in size):
@@ -384,15 +391,24 @@ def _validate_slice(node: NodeInfo) -> str | None:
     return None
 
 
-@converter("Slice", dtypes=DATA_DTYPES, const_inputs=(1, 2), validate=_validate_slice,
-           restrictions="begin and size must be constant")
+@converter("Slice", dtypes=DATA_DTYPES, validate=_validate_slice,
+           restrictions="begin and size are 1-D int32/int64 (constant or computed)")
 def convert_slice(ctx: LoweringContext, node: NodeInfo) -> None:
     x, perm = ctx.input_any(node, 0)
-    begin, size = _int_list(node.const(1)), _int_list(node.const(2))
-    ends = [INT64_MAX if s == -1 else b + s for b, s in zip(begin, size, strict=True)]
-    axes = _onnx_axes(perm, range(len(begin)))
-    y = ctx.node("Slice", [x, ctx.int64s(begin), ctx.int64s(ends), ctx.int64s(axes)],
-                 hint=node.name)
+    axes = _onnx_axes(perm, range(node.rank(0)))
+    if node.const(1) is not None and node.const(2) is not None:
+        begin, size = _int_list(node.const(1)), _int_list(node.const(2))
+        ends = [INT64_MAX if s == -1 else b + s for b, s in zip(begin, size, strict=True)]
+        starts, stops = ctx.int64s(begin), ctx.int64s(ends)
+    else:
+        i64 = onnx_dtype(np.int64)
+        starts = ctx.node("Cast", [ctx.input(node, 1)], to=i64, hint=f"{node.name}_begin")
+        size = ctx.node("Cast", [ctx.input(node, 2)], to=i64, hint=f"{node.name}_size")
+        to_end = ctx.node("Equal", [size, ctx.int64s([-1])], hint=f"{node.name}_to_end")
+        stops = ctx.node("Where", [to_end, ctx.int64s([INT64_MAX]),
+                                   ctx.node("Add", [starts, size], hint=f"{node.name}_sum")],
+                         hint=f"{node.name}_end")
+    y = ctx.node("Slice", [x, starts, stops, ctx.int64s(axes)], hint=node.name)
     ctx.set_output(node, 0, y, perm)
 
 
