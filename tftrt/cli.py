@@ -45,18 +45,22 @@ def interleaved_median_ms(fns: Sequence[Callable[[], object]], calls: int,
 
 
 def _demo(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="tftrt-demo-") as workdir:
+        return _run_demo(args, workdir)
+
+
+def _run_demo(args: argparse.Namespace, workdir: str) -> int:
     import keras
     import numpy as np
     import tensorflow as tf
 
     from tftrt import trt_convert as trt
 
-    workdir = tempfile.mkdtemp(prefix="tftrt-demo-")
     src = os.path.join(workdir, "mobilenet_v2")
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(weights=None, classifier_activation=None)
     model.export(src, verbose=False)
-    print(f"Exported keras.applications.MobileNetV2 (random weights) to {src}")
+    print("Exported keras.applications.MobileNetV2 (random weights) as a SavedModel")
     t0 = time.perf_counter()
     converter = trt.TrtGraphConverterV2(input_saved_model_dir=src, backend=args.backend)
     trt_func = converter.convert()
