@@ -55,6 +55,19 @@ def converter(*op_types: str, dtypes: Iterable[np.dtype] | None = FLOAT_DTYPES,
     return wrap
 
 
+def refusal(parsed: object) -> str | None:
+    """The reason in ``parsed`` if a parse step refused (returned a str), else None."""
+    return parsed if isinstance(parsed, str) else None
+
+
+def refusal_of(parse: Callable[[NodeInfo], object]) -> ValidateFn:
+    """A validator that refuses exactly when ``parse(node)`` returns a reason string."""
+    def validate(node: NodeInfo) -> str | None:
+        return refusal(parse(node))
+
+    return validate
+
+
 def collect(*modules: types.ModuleType) -> list[OpConverter]:
     """Every ``OpConverter`` defined at the top level of ``modules``."""
     return [v for m in modules for v in vars(m).values() if isinstance(v, OpConverter)]

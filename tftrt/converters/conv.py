@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tftrt.converters.base import converter
+from tftrt.converters.base import converter, refusal
 from tftrt.converters.context import NHWC_TO_NCHW, LoweringContext, NodeInfo, Perm
 
 NDHWC_TO_NCDHW: tuple[int, ...] = (0, 4, 1, 2, 3)
@@ -203,8 +203,7 @@ def _validate_conv(node: NodeInfo) -> str | None:
     window = _filter_window(node)
     if isinstance(window, str):
         return window
-    groups = _conv_groups(node, window)
-    return groups if isinstance(groups, str) else None
+    return refusal(_conv_groups(node, window))
 
 
 @converter("Conv2D", "Conv3D", const_inputs=(1,), validate=_validate_conv,
@@ -338,8 +337,7 @@ def _transposed(node: NodeInfo) -> _Transposed | str:
 
 
 def _validate_backprop(node: NodeInfo) -> str | None:
-    spec = _transposed(node)
-    return spec if isinstance(spec, str) else None
+    return refusal(_transposed(node))
 
 
 @converter("Conv2DBackpropInput", "Conv3DBackpropInputV2", const_inputs=(1,),

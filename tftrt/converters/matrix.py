@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tftrt.converters.base import converter, dtype_name
+from tftrt.converters.base import converter, dtype_name, refusal
 from tftrt.converters.context import FLOAT_DTYPES, LoweringContext, NodeInfo
 
 
@@ -113,8 +113,7 @@ def _validate_einsum(node: NodeInfo) -> str | None:
     parsed = _einsum_terms(node)
     if isinstance(parsed, str):
         return parsed
-    dims = _ellipsis_dims(node, parsed[0])
-    return dims if isinstance(dims, str) else None
+    return refusal(_ellipsis_dims(node, parsed[0]))
 
 
 @converter("Einsum", dtypes=FLOAT_DTYPES | {np.dtype(np.int32)}, validate=_validate_einsum,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
-from tftrt.converters.base import converter, dtype_name
+from tftrt.converters.base import converter, dtype_name, refusal
 from tftrt.converters.context import LoweringContext, NodeInfo, onnx_dtype
 
 F32 = np.dtype(np.float32)
@@ -161,8 +161,7 @@ def _validate_combined(node: NodeInfo) -> str | None:
         return f"The third dimension (q) of the boxes of {node.op} must be known"
     if q != 1 and classes is not None and q != classes:
         return f"The third dimension of boxes ({q}) must be 1 or num_classes ({classes})"
-    params = _combined_params(node)
-    return params if isinstance(params, str) else None
+    return refusal(_combined_params(node))
 
 
 @converter("CombinedNonMaxSuppression", dtypes=None, validate=_validate_combined,
@@ -293,8 +292,7 @@ def _validate_single(node: NodeInfo) -> str | None:
             return sigma
         if sigma != 0:
             return f"Soft NMS (soft_nms_sigma={sigma}) is not supported; it must be 0"
-    params = _single_params(node)
-    return params if isinstance(params, str) else None
+    return refusal(_single_params(node))
 
 
 @converter(*_SINGLE, dtypes=None, validate=_validate_single,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import numpy_helper
 
-from tftrt.converters.base import converter, dtype_name
+from tftrt.converters.base import converter, dtype_name, refusal
 from tftrt.converters.context import LoweringContext, NodeInfo, Perm, invert_perm
 
 F32 = np.float32
@@ -316,8 +316,7 @@ def _validate_fake_quant(node: NodeInfo) -> str | None:
         return f"{node.op} supports float32 only, got {dtype_name(dt)}"
     if not 2 <= _num_bits(node) <= 16:
         return f"num_bits of {node.op} must be in [2, 16], got {_num_bits(node)}"
-    rng = _fake_quant_range(node)
-    return rng if isinstance(rng, str) else None
+    return refusal(_fake_quant_range(node))
 
 
 @converter("FakeQuantWithMinMaxArgs", "FakeQuantWithMinMaxVars",

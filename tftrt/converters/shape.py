@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import numpy_helper
 
-from tftrt.converters.base import converter, dtype_name
+from tftrt.converters.base import converter, dtype_name, refusal_of
 from tftrt.converters.context import (
     NHWC_TO_NCHW,
     LoweringContext,
@@ -147,12 +147,7 @@ def _squeeze_axes(node: NodeInfo) -> list[int] | str:
     return sorted(set(axes))
 
 
-def _validate_squeeze(node: NodeInfo) -> str | None:
-    axes = _squeeze_axes(node)
-    return axes if isinstance(axes, str) else None
-
-
-@converter("Squeeze", dtypes=DATA_DTYPES, validate=_validate_squeeze,
+@converter("Squeeze", dtypes=DATA_DTYPES, validate=refusal_of(_squeeze_axes),
            restrictions="without squeeze_dims the input shape must be fully known")
 def convert_squeeze(ctx: LoweringContext, node: NodeInfo) -> None:
     axes = _squeeze_axes(node)
@@ -498,13 +493,8 @@ def _strided_slice(node: NodeInfo) -> _StridedSlice | str:
     return _StridedSlice(starts, ends, steps, shrunk, new_positions)
 
 
-def _validate_strided_slice(node: NodeInfo) -> str | None:
-    spec = _strided_slice(node)
-    return spec if isinstance(spec, str) else None
-
-
 @converter("StridedSlice", dtypes=DATA_DTYPES, const_inputs=(1, 2, 3),
-           validate=_validate_strided_slice,
+           validate=refusal_of(_strided_slice),
            restrictions="begin, end and strides must be constant")
 def convert_strided_slice(ctx: LoweringContext, node: NodeInfo) -> None:
     spec = _strided_slice(node)
@@ -659,12 +649,7 @@ def _split_sizes(node: NodeInfo) -> tuple[list[int], int] | str:
     return sizes, axis
 
 
-def _validate_split_v(node: NodeInfo) -> str | None:
-    spec = _split_sizes(node)
-    return spec if isinstance(spec, str) else None
-
-
-@converter("SplitV", dtypes=DATA_DTYPES, const_inputs=(1, 2), validate=_validate_split_v,
+@converter("SplitV", dtypes=DATA_DTYPES, const_inputs=(1, 2), validate=refusal_of(_split_sizes),
            restrictions="size_splits and axis must be constant")
 def convert_split_v(ctx: LoweringContext, node: NodeInfo) -> None:
     spec = _split_sizes(node)
@@ -850,12 +835,7 @@ def _vec_permutation(node: NodeInfo) -> list[int] | str:
     return [src.index(ch) for ch in dst]
 
 
-def _validate_vec_permute(node: NodeInfo) -> str | None:
-    perm = _vec_permutation(node)
-    return perm if isinstance(perm, str) else None
-
-
-@converter("DataFormatVecPermute", dtypes=INDEX_DTYPES, validate=_validate_vec_permute,
+@converter("DataFormatVecPermute", dtypes=INDEX_DTYPES, validate=refusal_of(_vec_permutation),
            restrictions="1-D or 2-D input with a known first dimension")
 def convert_vec_permute(ctx: LoweringContext, node: NodeInfo) -> None:
     perm = _vec_permutation(node)
