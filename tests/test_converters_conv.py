@@ -671,3 +671,75 @@ def test_batch_norm_refuses_used_reserve_space_outputs() -> None:
     assert reason is not None and "reserve-space outputs [3]" in reason
     node.used_outputs = frozenset({0, 1})
     assert conv_module.convert_batch_norm.validate(node) is None
+
+
+# -- FusedConv2DBiasActivation -----------------------------------------------------------
+# TF 2.21 has no such op (it was tf.contrib's), so no TF graph here can hold it: the node
+# is described by hand and the reference is TF computing the op's definition,
+# act(conv_input_scale * conv2d(x, filter) + side_input_scale * side_input + bias).
+
+def _fused_node(x: np.ndarray, filt: np.ndarray, bias: np.ndarray, side: np.ndarray | None,
+                out_shape: tuple[int, ...], **attrs: object) -> NodeInfo:
+    attrs = {"T": np.dtype(np.float32), "Tbias": np.dtype(np.float32), "padding": "SAME",
+             "strides": [1, 1, 1, 1], "data_format": "NHWC", "filter_format": "HWIO",
+             "activation_mode": "Relu", "conv_input_scale": 1.0, "side_input_scale": 0.0,
+             **attrs}
+    side_shape = None if side is None else tuple(side.shape)
+    return NodeInfo(name="fused", op="FusedConv2DBiasActivation", attrs=attrs,
+                    inputs=["x:0", "filter:0", "bias:0", "side:0"],
+                    input_dtypes=[np.dtype(np.float32)] * 4,
+                    input_shapes=[tuple(x.shape), tuple(filt.shape), tuple(bias.shape),
+                                  side_shape],
+                    input_consts=[None, filt, bias, None],
+                    output_dtypes=[np.dtype(np.float32)], output_shapes=[out_shape])
+
+
+def _lower_fused(node: NodeInfo, x: np.ndarray, side: np.ndarray | None) -> np.ndarray:
+    from tftrt.compiler.lowering import TensorSpec, lower_nodes
+
+    f32 = np.dtype(np.float32)
+    specs = [TensorSpec("x:0", f32, tuple(x.shape))]
+    feeds = [x]
+    if side is not None:
+        specs.append(TensorSpec("side:0", f32, tuple(side.shape)))
+        feeds.append(side)
+    out = TensorSpec("fused:0", f32, node.output_shapes[0])
+    model = lower_nodes([node], specs, [out], get_registry(), "fused")
+    return run_onnx(model, feeds)[0]
+
+
+@pytest.mark.parametrize("data_format,filter_format", [("NHWC", "HWIO"), ("NCHW", "OIHW")])
+@pytest.mark.parametrize("activation,side_scale,conv_scale",
+                         [("Relu", 0.0, 1.0), ("None", 0.5, 2.0), ("Relu6", 1.0, 0.25)])
+def test_fused_conv2d_bias_activation(data_format: str, filter_format: str, activation: str,
+                                      side_scale: float, conv_scale: float) -> None:
+    x, filt, bias = _rand((2, 9, 9, 3), 1) * 3, _rand((3, 3, 3, 5), 2), _rand((5,), 3)
+    side = _rand((2, 5, 5, 5), 4)
+    y = conv_scale * tf.nn.conv2d(x, filt, strides=2, padding="SAME") + side_scale * side + bias
+    want = {"Relu": tf.nn.relu, "None": tf.identity, "Relu6": tf.nn.relu6}[activation](y).numpy()
+    to_nchw = (0, 3, 1, 2)
+    if data_format == "NCHW":
+        x, side, want = (np.transpose(a, to_nchw) for a in (x, side, want))
+    tf_filter = filt if filter_format == "HWIO" else np.transpose(filt, (3, 2, 0, 1))
+    strides = [1, 1, 2, 2] if data_format == "NCHW" else [1, 2, 2, 1]
+    node = _fused_node(x, tf_filter, bias, side, want.shape, data_format=data_format,
+                       filter_format=filter_format, activation_mode=activation,
+                       side_input_scale=side_scale, conv_input_scale=conv_scale,
+                       strides=strides)
+    conv = get_registry().converter("FusedConv2DBiasActivation")
+    assert conv.validate(node) is None
+    got = _lower_fused(node, x, side if side_scale else None)
+    np.testing.assert_allclose(got, want, **TOL)
+
+
+@pytest.mark.parametrize("attrs,reason", [
+    ({"data_format": "NCHW_VECT_C"}, "data_format 'NCHW_VECT_C'"),
+    ({"filter_format": "OIHW_VECT_I"}, "filter_format 'OIHW_VECT_I'"),
+    ({"activation_mode": "BandPass"}, "activation_mode 'BandPass'"),
+    ({"T": np.dtype(np.int8)}, "Allowed input dtypes"),
+])
+def test_fused_conv2d_bias_activation_refusals(attrs: dict, reason: str) -> None:
+    x, filt, bias = _rand((1, 6, 6, 3)), _rand((3, 3, 3, 4)), _rand((4,))
+    node = _fused_node(x, filt, bias, None, (1, 6, 6, 4), **attrs)
+    refusal = get_registry().converter("FusedConv2DBiasActivation").validate(node)
+    assert refusal is not None and reason in refusal

@@ -76,3 +76,11 @@ def test_command_prints_and_writes(tmp_path) -> None:
     printed = subprocess.run([*cmd, "--builtin"], check=True, cwd=ROOT, env=env,
                              capture_output=True, text=True).stdout
     assert printed == out.read_text()
+
+
+def test_every_tftrt_op_type_is_supported() -> None:
+    import tftrt
+
+    missing = sorted(set(TFTRT_OP_FAMILY) - set(tftrt.supported_ops()))
+    assert missing == []
+    assert "None: every op type TF-TRT converts is supported." in missing_table()

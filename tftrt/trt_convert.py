@@ -127,6 +127,11 @@ class TrtGraphConverterV2:
             strategy = match[0]
         else:
             strategy = "Unknown"
+        self._freeze = "disable_graph_freezing" not in _experimental_features()
+        if not self._freeze and not use_dynamic_shape:
+            log.warning("TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing needs "
+                        "use_dynamic_shape=True; the graph will be frozen")
+            self._freeze = True
         self._backend = select_backend(backend)
         self._input_saved_model_dir = input_saved_model_dir
         self._input_saved_model_tags = list(input_saved_model_tags or DEFAULT_TAGS)
@@ -179,11 +184,11 @@ class TrtGraphConverterV2:
         if self._conversion is not None:
             raise ConversionStateError("convert() can only be called once")
         frozen = load_and_freeze(self._input_saved_model_dir, self._input_saved_model_tags,
-                                 self._input_saved_model_signature_key)
+                                 self._input_saved_model_signature_key, freeze=self._freeze)
         self._conversion = compile_model(frozen, self._options, get_registry(), self._backend)
         self._converted_func = ConvertedFunction(
             self._conversion.graph_def, frozen.inputs, frozen.outputs,
-            self._conversion.engines)
+            self._conversion.engines, captures=frozen.variables)
         viz = os.environ.get("TF_TRT_EXPORT_GRAPH_VIZ_PATH")
         if viz:
             from tftrt.report.graphviz import write_dot

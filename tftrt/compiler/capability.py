@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.compiler.lowering import node_info
 from tftrt.converters.base import dtype_name
@@ -53,7 +54,7 @@ def node_reason(g: IR, name: str, registry: Registry, excluded: frozenset[str],
     if conv is None:
         return f"Op type {op} is not supported."
     info = node_info(g, name, dynamic_shape)
-    if op != "Const":
+    if not irmod.is_const_like(g, name):
         for dt, shape in zip(info.input_dtypes, info.input_shapes, strict=True):
             problem = _input_problem(dt, shape)
             if problem:

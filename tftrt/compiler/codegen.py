@@ -20,6 +20,8 @@ from tftrt.compiler.ir import IR
 from tftrt.compiler.lowering import SegmentPlan, TensorSpec, input_name, output_name
 
 ENGINE_OP = "TRTEngineOp"
+# on a native-segment Const that stands for a variable read: the read's op type
+ORIGINAL_OP_ATTR = "_tftrt_original_op"
 ENGINE_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"
 _GRAPH_SEQ = itertools.count()
 
@@ -68,6 +70,11 @@ def segment_graph_def(g: IR, plan: SegmentPlan, inputs: Sequence[TensorSpec],
         ph.attr["shape"].shape.CopyFrom(_shape_proto(spec.shape))
     for n in sorted(plan.nodes, key=lambda n: g.nodes[n]["index"]):
         nd = gd.node.add()
+        value = g.nodes[n].get("variable_value")
+        if value is not None:  # the value baked into the engine, so both paths agree
+            nd.CopyFrom(_const_node(n, value))
+            nd.attr[ORIGINAL_OP_ATTR].s = g.nodes[n]["op"].encode()
+            continue
         nd.CopyFrom(g.nodes[n]["node_def"])
         nd.device = ""
         for ref in irmod.node_inputs(g, n):
@@ -83,6 +90,13 @@ def segment_graph_def(g: IR, plan: SegmentPlan, inputs: Sequence[TensorSpec],
         out = gd.node.add(name=output_name(k), op="Identity", input=[spec.ref])
         out.attr["T"].type = _type_enum(spec.dtype)
     return gd
+
+
+def _const_node(name: str, value) -> node_def_pb2.NodeDef:
+    nd = node_def_pb2.NodeDef(name=name, op="Const")
+    nd.attr["dtype"].type = _type_enum(value.dtype)
+    nd.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    return nd
 
 
 def native_segment_function(g: IR, plan: SegmentPlan, inputs: Sequence[TensorSpec],
@@ -136,7 +150,7 @@ def _splice_one(out: IR, engine: EngineNode, fname: str, renamed: dict[str, str]
     members = engine.plan.members
     index = min(out.nodes[n]["index"] for n in members)
     ctrl_srcs = sorted({u for m in members for u, _, d in out.in_edges(m, data=True)
-                        if d["control"] and u not in members and out.nodes[u]["op"] != "Const"})
+                        if d["control"] and u not in members and not irmod.is_const_like(out, u)})
     consumers = [(m, dst, d) for m in members for _, dst, d in out.out_edges(m, data=True)
                  if dst not in members]
     out.add_node(engine.name, op=ENGINE_OP, node_def=engine_node_def(engine, fname),

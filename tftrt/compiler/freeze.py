@@ -1,10 +1,17 @@
-"""Load and freeze: SavedModel -> frozen, Grappler-optimized GraphDef + signature facts."""
+"""Load and freeze: SavedModel -> frozen, Grappler-optimized GraphDef + signature facts.
+
+With freezing disabled (``TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing``)
+the graph keeps its variables: captured resources stay Placeholders, reads stay
+``ReadVariableOp`` (or ``VariableV2`` in TF1 graphs), and the values they hold
+at conversion time are recorded so converters can bake them into engines.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -37,10 +44,20 @@ class SignatureTensor:
 
 @dataclass(frozen=True)
 class FrozenModel:
+    """The graph to convert and its signature; frozen unless ``variables`` is non-empty."""
+
     graph_def: graph_pb2.GraphDef
     inputs: tuple[SignatureTensor, ...]
     outputs: tuple[SignatureTensor, ...]
     signature_key: str
+    # unfrozen only: resource Placeholder name -> the tf.Variable it captures
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    # unfrozen only: variable node (resource Placeholder or VariableV2) -> value at conversion
+    variable_values: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def frozen(self) -> bool:
+        return not self.variable_values
 
 
 GRAPPLER_OPTIMIZERS = ("pruning", "debug_stripper", "function", "constfold", "dependency",
@@ -105,9 +122,13 @@ def _frozen_graph_def(func) -> tuple[graph_pb2.GraphDef, list[tf.Tensor], list[t
     return graph_def, list(func.inputs[:n_user]), list(func.outputs)
 
 
-def freeze_function(func, signature_key: str) -> FrozenModel:
-    """Variables -> constants, then Grappler; signature names kept."""
+def freeze_function(func, signature_key: str, freeze: bool = True) -> FrozenModel:
+    """Variables -> constants (unless ``freeze`` is False), then Grappler; names kept."""
     graph_def, in_tensors, out_tensors = _frozen_graph_def(func)
+    variables: dict[str, Any] = {}
+    values: dict[str, np.ndarray] = {}
+    if not freeze:
+        graph_def, variables, values = _unfrozen_graph_def(func, graph_def)
     in_specs = func.structured_input_signature[1]
     in_names = sorted(in_specs) if in_specs else [
         t.name.split(":")[0] for t in in_tensors]
@@ -122,7 +143,34 @@ def freeze_function(func, signature_key: str) -> FrozenModel:
     outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
     optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs])
     keep = {t.ref.split(":")[0] for t in inputs + outputs}
-    return FrozenModel(prune_dead_nodes(optimized, keep), inputs, outputs, signature_key)
+    pruned = prune_dead_nodes(optimized, keep)
+    live = {n.name for n in pruned.node}
+    return FrozenModel(pruned, inputs, outputs, signature_key,
+                       {k: v for k, v in variables.items() if k in live},
+                       {k: v for k, v in values.items() if k in live})
+
+
+VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+
+
+def _unfrozen_graph_def(func, frozen: graph_pb2.GraphDef
+                        ) -> tuple[graph_pb2.GraphDef, dict[str, Any], dict[str, np.ndarray]]:
+    """The signature's graph with its variables, and each variable node's current value.
+
+    Values come from the frozen graph, where freezing turned every captured
+    resource Placeholder and every ``VariableV2`` into a Const of the same name.
+    """
+    graph_def = func.graph.as_graph_def()
+    for fn in graph_def.library.function:  # TF-TRT does the same so Grappler inlines them
+        fn.attr.pop("api_implements", None)
+    by_handle = {id(v.handle): v for v in func.graph.variables}
+    variables = {internal.op.name: by_handle[id(ext)]
+                 for ext, internal in func.graph.captures if id(ext) in by_handle}
+    consts = {n.name: n for n in frozen.node if n.op == "Const"}
+    wanted = set(variables) | {n.name for n in graph_def.node if n.op in VARIABLE_OPS}
+    values = {name: tf.make_ndarray(consts[name].attr["value"].tensor)
+              for name in wanted if name in consts}
+    return graph_def, variables, values
 
 
 def prune_dead_nodes(graph_def: graph_pb2.GraphDef, keep: set[str]) -> graph_pb2.GraphDef:
@@ -168,8 +216,8 @@ def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph
     return tf_optimizer.OptimizeGraph(config, meta, graph_id=b"tf_graph")
 
 
-def load_and_freeze(saved_model_dir: str, tags: Sequence[str], signature_key: str
-                    ) -> FrozenModel:
-    """SavedModel + tags + signature key -> frozen, optimized model."""
+def load_and_freeze(saved_model_dir: str, tags: Sequence[str], signature_key: str,
+                    freeze: bool = True) -> FrozenModel:
+    """SavedModel + tags + signature key -> frozen (unless told not to), optimized model."""
     _, func = load_signature(saved_model_dir, tags, signature_key)
-    return freeze_function(func, signature_key)
+    return freeze_function(func, signature_key, freeze)

@@ -3,7 +3,9 @@
 Nodes are keyed by TF node name and carry:
   ``op``, ``node_def`` (the NodeDef with its inputs cleared: attrs, device,
   debug info stay exact), ``index`` (position in the GraphDef),
-  ``output_dtypes`` / ``output_shapes`` (inferred by TensorFlow).
+  ``output_dtypes`` / ``output_shapes`` (inferred by TensorFlow), and, for
+  variable reads of an unfrozen graph, ``variable_value`` (the value read at
+  conversion time, which makes the node constant-like).
 Edges carry ``src_slot`` (-1 for control), ``dst_slot`` (the input index for
 data edges, -1 for control), ``control`` and ``pos`` (position in the
 consumer's input list, which fixes the order on the way back).
@@ -11,6 +13,8 @@ Graph attributes: ``versions`` and ``library`` (serialized protos).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import networkx as nx
 import numpy as np
@@ -36,8 +40,13 @@ def tensor_ref(name: str, slot: int) -> str:
     return f"{name}:{slot}"
 
 
-def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True) -> IR:
-    """Import a GraphDef into the IR, with TensorFlow's inferred dtypes and shapes."""
+def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True,
+                   variable_values: Mapping[str, np.ndarray] | None = None) -> IR:
+    """Import a GraphDef into the IR, with TensorFlow's inferred dtypes and shapes.
+
+    ``variable_values`` maps variable nodes (resource Placeholders, VarHandleOp,
+    VariableV2) to their values; the nodes reading them get ``variable_value``.
+    """
     g = nx.MultiDiGraph()
     g.graph["versions"] = (graph_def.versions.SerializeToString()
                            if graph_def.HasField("versions") else None)
@@ -58,16 +67,78 @@ def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True) -> 
                 raise ValueError(f"node {nd.name!r} reads {ref!r}, which is not in the graph")
             g.add_edge(src, nd.name, src_slot=slot, dst_slot=-1 if control else pos,
                        control=control, pos=pos, ref=ref)
+    if variable_values:
+        annotate_variable_reads(g, variable_values)
     if infer_shapes:
         annotate_shapes(g, graph_def)
     return g
+
+
+READ_OPS = frozenset({"ReadVariableOp", "Identity"})
+REF_VARIABLE_OPS = frozenset({"VariableV2", "Variable"})
+
+
+def annotate_variable_reads(g: IR, values: Mapping[str, np.ndarray]) -> None:
+    """Give each read of a known variable (and Identities of reads) its ``variable_value``."""
+    for name in topological_order(g):
+        d = g.nodes[name]
+        if d["op"] in REF_VARIABLE_OPS and name in values:
+            d["variable_value"] = values[name]
+        elif d["op"] in READ_OPS:
+            ins = data_inputs(g, name)
+            if len(ins) != 1:
+                continue
+            src, slot, _ = parse_input(ins[0])
+            if slot != 0:
+                continue
+            if d["op"] == "ReadVariableOp" and src in values:
+                d["variable_value"] = values[src]
+            elif "variable_value" in g.nodes[src]:
+                d["variable_value"] = g.nodes[src]["variable_value"]
+
+
+def const_value(g: IR, name: str) -> np.ndarray | None:
+    """The node's output value if known at conversion time (a Const or a variable read)."""
+    d = g.nodes[name]
+    if d["op"] == "Const":
+        return attrs(g, name).get("value")
+    return d.get("variable_value")
+
+
+def is_const_like(g: IR, name: str) -> bool:
+    """True for Consts and for variable reads whose value is known."""
+    return g.nodes[name]["op"] == "Const" or "variable_value" in g.nodes[name]
+
+
+def _shape_view(g: IR, graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    """``graph_def`` with known variable reads as Placeholders of their exact shape.
+
+    TensorFlow cannot infer what a resource read returns without handle data,
+    so this view is what shape inference runs on.
+    """
+    if not any("variable_value" in d for _, d in g.nodes(data=True)):
+        return graph_def
+    view = graph_pb2.GraphDef()
+    view.CopyFrom(graph_def)
+    for nd in view.node:
+        value = g.nodes[nd.name].get("variable_value") if nd.name in g else None
+        if value is None:
+            continue
+        name, controls = nd.name, [i for i in nd.input if i.startswith("^")]
+        nd.Clear()
+        nd.name = name
+        nd.op = "Placeholder"
+        nd.input.extend(controls)
+        nd.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+        nd.attr["shape"].shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
+    return view
 
 
 def annotate_shapes(g: IR, graph_def: graph_pb2.GraphDef) -> None:
     """Set ``output_dtypes``/``output_shapes`` on every node from TensorFlow's shape inference."""
     graph = tf.Graph()
     with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
+        tf.graph_util.import_graph_def(_shape_view(g, graph_def), name="")
     for op in graph.get_operations():
         if op.name not in g:
             continue

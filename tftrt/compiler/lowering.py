@@ -52,14 +52,14 @@ def node_info(g: IR, name: str, dynamic_shape: bool = False) -> NodeInfo:
         sd = g.nodes[src]
         dtypes.append(_at(sd["output_dtypes"], slot))
         shapes.append(_at(sd["output_shapes"], slot))
-        consts.append(irmod.attrs(g, src).get("value") if sd["op"] == "Const" else None)
+        consts.append(irmod.const_value(g, src))
     used = frozenset(d["src_slot"] for _, _, d in g.out_edges(name, data=True)
                      if not d["control"])
     return NodeInfo(name=name, op=data["op"], attrs=irmod.attrs(g, name), inputs=inputs,
                     input_dtypes=dtypes, input_shapes=shapes, input_consts=consts,
                     output_dtypes=list(data["output_dtypes"]),
                     output_shapes=list(data["output_shapes"]), dynamic_shape=dynamic_shape,
-                    used_outputs=used)
+                    used_outputs=used, value=data.get("variable_value"))
 
 
 def _at(lst: list, i: int):
@@ -87,18 +87,20 @@ class SegmentPlan:
 
 
 def plan_segment(g: IR, nodes: Iterable[str]) -> SegmentPlan:
-    """Boundary of a segment; Const producers outside it are copied in, as TF-TRT does."""
+    """Boundary of a segment; constant producers outside it are copied in, as TF-TRT does."""
     members = frozenset(nodes)
     order = sorted(members, key=lambda n: g.nodes[n]["index"])
     ins: list[str] = []
     inlined: set[str] = set()
     outs: list[str] = []
     for n in order:
+        if irmod.is_const_like(g, n):  # a variable read's resource input is not needed
+            continue
         for ref in irmod.data_inputs(g, n):
             src = irmod.parse_input(ref)[0]
             if src in members:
                 continue
-            if g.nodes[src]["op"] == "Const":
+            if irmod.is_const_like(g, src):
                 inlined.add(src)
             elif ref not in ins:
                 ins.append(ref)

@@ -27,6 +27,7 @@ from tensorflow.core.framework import graph_pb2
 from tftrt import __version__
 from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
 from tftrt.compiler.freeze import SignatureTensor
+from tftrt.compiler.ir import REF_VARIABLE_OPS
 from tftrt.compiler.lowering import TensorSpec
 from tftrt.compiler.pipeline import CompileOptions, Conversion
 from tftrt.errors import SavedModelError, SaveError
@@ -67,10 +68,19 @@ def _check_target(path: str, overwrite: bool) -> None:
                         "replace it")
 
 
+def _check_variables(conversion: Conversion) -> None:
+    refs = sorted(n.name for n in conversion.graph_def.node if n.op in REF_VARIABLE_OPS)
+    if refs:
+        raise SaveError(f"ref variables {refs} are read outside any engine, and a TF2 "
+                        "SavedModel cannot hold ref variables: convert with graph freezing "
+                        "enabled, or let every reader of them convert")
+
+
 def _native_saved_model(conversion: Conversion, tmp: str, save_options: Any) -> None:
     frozen = conversion.frozen
     fn = graph_function(native_graph_def(conversion.graph_def),
-                        [t.ref for t in frozen.inputs], [t.ref for t in frozen.outputs])
+                        [t.ref for t in frozen.inputs], [t.ref for t in frozen.outputs],
+                        frozen.variables)
     specs = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.name) for t in frozen.inputs]
     names = [t.name for t in frozen.outputs]
 
@@ -81,6 +91,8 @@ def _native_saved_model(conversion: Conversion, tmp: str, save_options: Any) -> 
     module = tf.Module()
     module.serve = serve
     module.native_segments = fn  # tracked so the pruned graph is saved with the module
+    # tracked so the variables the graph still reads are saved; load() maps them back by order
+    module.tftrt_variables = [frozen.variables[k] for k in sorted(frozen.variables)]
     tf.saved_model.save(module, tmp, signatures={frozen.signature_key: serve},
                         options=save_options)
 
@@ -94,6 +106,7 @@ def save_converted(conversion: Conversion, output_dir: str, *, save_engines: boo
         raise SaveError("output_saved_model_dir is required")
     target = os.path.abspath(os.fspath(output_dir))
     _check_target(target, overwrite)
+    _check_variables(conversion)
     if remove_native_segments:
         log.warning("remove_native_segments is ignored: the native segments keep the saved "
                     "model loadable by plain TensorFlow")
@@ -140,6 +153,7 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
         "inputs": [t.to_json() for t in frozen.inputs],
         "outputs": [t.to_json() for t in frozen.outputs],
         "graph": GRAPH_FILE, "graph_sha256": _sha256(graph_bytes),
+        "variables": sorted(frozen.variables),
         "backend": backend.name, "backend_version": backend.version(),
         "options": {"precision_mode": options.precision_mode,
                     "use_dynamic_shape": options.use_dynamic_shape,
@@ -268,5 +282,22 @@ def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
                     log.warning("%s: %s; it will be rebuilt or run natively", name,
                                 op.stats.last_error)
         ops[name] = op
-    fn = ConvertedFunction(graph_def, inputs, outputs, ops)
+    fn = ConvertedFunction(graph_def, inputs, outputs, ops,
+                           captures=_load_variables(export_dir, manifest))
     return LoadedModel({manifest["signature_key"]: fn}, manifest, ops)
+
+
+def _load_variables(export_dir: str, manifest: dict) -> dict[str, Any]:
+    """Resource Placeholder name -> variable, for models converted without freezing."""
+    names = manifest.get("variables") or []
+    if not names:
+        return {}
+    try:
+        variables = list(tf.saved_model.load(export_dir).tftrt_variables)
+    except Exception as exc:
+        raise SavedModelError(f"the variables of {export_dir!r} could not be loaded: {exc}"
+                              ) from None
+    if len(variables) != len(names):
+        raise SavedModelError(f"the manifest names {len(names)} variables but the model "
+                              f"holds {len(variables)}")
+    return dict(zip(names, variables, strict=True))

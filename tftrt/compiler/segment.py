@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 
 log = logging.getLogger("tftrt")
@@ -126,12 +127,12 @@ def _contract(cg: nx.DiGraph, src: str, dst: str) -> None:
 
 
 def drop_const_outputs(g: IR, segments: Iterable[Segment]) -> list[Segment]:
-    """Remove Const nodes whose value leaves the segment: a Const is never an engine output."""
+    """Remove constant-like nodes whose value leaves the segment: never an engine output."""
     out = []
     for seg in segments:
         nodes = set(seg.nodes)
         for n in list(nodes):
-            if g.nodes[n]["op"] == "Const" and any(
+            if irmod.is_const_like(g, n) and any(
                     not d["control"] and dst not in nodes
                     for _, dst, d in g.out_edges(n, data=True)):
                 nodes.discard(n)
@@ -145,8 +146,9 @@ def drop_inputless(g: IR, segments: Iterable[Segment]) -> list[Segment]:
     out = []
     for seg in segments:
         has_input = any(
-            not d["control"] and src not in seg.nodes and g.nodes[src]["op"] != "Const"
-            for n in seg.nodes for src, _, d in g.in_edges(n, data=True))
+            not d["control"] and src not in seg.nodes and not irmod.is_const_like(g, src)
+            for n in seg.nodes if not irmod.is_const_like(g, n)
+            for src, _, d in g.in_edges(n, data=True))
         if has_input:
             out.append(seg)
         else:

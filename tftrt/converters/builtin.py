@@ -14,6 +14,7 @@ from tftrt.converters import (
     reduce,
     shape,
     structural,
+    variables,
 )
 from tftrt.converters.base import collect
 from tftrt.plugins.hookspecs import hookimpl
@@ -23,4 +24,4 @@ from tftrt.plugins.types import OpConverter
 @hookimpl
 def tftrt_op_converters() -> list[OpConverter]:
     return collect(structural, elementwise, comparison, activations, conv, matrix, shape,
-                   reduce, image, nms, quantization)
+                   reduce, image, nms, quantization, variables)

@@ -64,6 +64,8 @@ class NodeInfo:
     dynamic_shape: bool = False
     # output slots some node reads (data edges); converters may leave others unset
     used_outputs: frozenset[int] = frozenset({0})
+    # this node's own output value when known at conversion time (an unfrozen variable read)
+    value: np.ndarray | None = None
 
     def attr(self, key: str, default: Any = None) -> Any:
         return self.attrs.get(key, default)

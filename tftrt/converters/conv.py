@@ -216,6 +216,81 @@ def convert_conv(ctx: LoweringContext, node: NodeInfo) -> None:
     _emit_conv(ctx, node, window, _to_oi_spatial(node.const(1)), groups)
 
 
+# -- FusedConv2DBiasActivation (the contrib op TF-TRT converts) ---------------------------
+
+_FUSED_ACTIVATIONS = {"None": None, "Relu": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh",
+                      "Relu6": "Clip"}
+
+
+def _fused_hwio_filter(node: NodeInfo) -> np.ndarray | str:
+    fmt = node.attr("filter_format") or "HWIO"
+    filt = node.const(1)
+    if fmt not in ("HWIO", "OIHW"):
+        return f"FusedConv2DBiasActivation filter_format {fmt!r} is not supported (HWIO, OIHW)"
+    if filt.ndim != 4:
+        return f"The filter of {node.op} must be 4-D, got shape {list(filt.shape)}"
+    return filt if fmt == "HWIO" else np.transpose(filt, (2, 3, 1, 0))
+
+
+def _fused_conv(node: NodeInfo) -> tuple[_Window, np.ndarray] | str:
+    """The conv window and HWIO filter of the node, or why it cannot lower."""
+    filt = _fused_hwio_filter(node)
+    if isinstance(filt, str):
+        return filt
+    if (mode := node.attr("activation_mode") or "Relu") not in _FUSED_ACTIVATIONS:
+        return (f"FusedConv2DBiasActivation activation_mode {mode!r} is not supported "
+                f"({', '.join(_FUSED_ACTIVATIONS)})")
+    bias = node.const(2)
+    if bias.ndim != 1 or bias.shape[0] != filt.shape[3]:
+        return (f"FusedConv2DBiasActivation bias {list(bias.shape)} must be 1-D with the "
+                f"filter's {filt.shape[3]} output channels")
+    if float(node.attr("side_input_scale") or 0.0) != 0.0 and len(node.inputs) < 4:
+        return "FusedConv2DBiasActivation has a side_input_scale but no side_input"
+    window = _window(node, (int(filt.shape[0]), int(filt.shape[1])))
+    if isinstance(window, str):
+        return window
+    channels = node.input_shapes[0][window.channel_axis]
+    if channels != filt.shape[2]:
+        return (f"FusedConv2DBiasActivation filter {list(filt.shape)} needs an input with "
+                f"{filt.shape[2]} known channels, got shape {node.input_shapes[0]}")
+    return window, filt
+
+
+@converter("FusedConv2DBiasActivation", const_inputs=(1, 2),
+           validate=lambda node: refusal(_fused_conv(node)),
+           restrictions="filter and bias constant; NHWC/NCHW, HWIO/OIHW; any "
+                        "conv_input_scale and side input; activation None, Relu, Relu6, "
+                        "Sigmoid or Tanh")
+def convert_fused_conv(ctx: LoweringContext, node: NodeInfo) -> None:
+    resolved = _fused_conv(node)
+    assert not isinstance(resolved, str), resolved
+    window, filt = resolved
+    x = ctx.input_as(node, 0, window.layout)
+    dtype = filt.dtype
+    scale = float(node.attr("conv_input_scale") or 1.0)
+    # scaling the weights equals scaling the convolution: it is linear in them
+    w = ctx.const((_to_oi_spatial(filt) * np.asarray(scale, dtype)).astype(dtype),
+                  f"{node.name}/weights")
+    bias = ctx.const(node.const(2).astype(dtype), f"{node.name}/bias")
+    y = ctx.node("Conv", [x, w, bias], hint=f"{node.name}/conv",
+                 kernel_shape=list(window.kernel), strides=list(window.strides),
+                 dilations=list(window.dilations), **window.padding)
+    side_scale = float(node.attr("side_input_scale") or 0.0)
+    if side_scale != 0.0:
+        side = ctx.input_as(node, 3, window.layout)
+        if side_scale != 1.0:
+            side = ctx.node("Mul", [side, ctx.const(np.asarray(side_scale, dtype))],
+                            hint=f"{node.name}/side")
+        y = ctx.node("Add", [y, side], hint=f"{node.name}/add_side")
+    act = _FUSED_ACTIVATIONS[node.attr("activation_mode") or "Relu"]
+    if act == "Clip":
+        y = ctx.node("Clip", [y, ctx.const(np.asarray(0, dtype)), ctx.const(np.asarray(6, dtype))],
+                     hint=node.name)
+    elif act is not None:
+        y = ctx.node(act, [y], hint=node.name)
+    ctx.set_output(node, 0, y, window.layout)
+
+
 # -- DepthwiseConv2dNative -------------------------------------------------------------
 
 def _validate_depthwise(node: NodeInfo) -> str | None:

@@ -95,6 +95,8 @@ def missing_table(registry: Registry | None = None) -> str:
         for op in sorted(ops):
             if op not in supported:
                 rows.append(f"| `{op}` | {family} |")
+    if len(rows) == 2:
+        return "None: every op type TF-TRT converts is supported.\n"
     return "\n".join(rows) + "\n"
 
 

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from tensorflow.core.framework import graph_pb2
 
 ENGINE_OP = "TRTEngineOp"
+ORIGINAL_OP_ATTR = "_tftrt_original_op"  # codegen's marker on Consts standing for variable reads
 MIN_LINE_LENGTH = 160
 
 # (header, share of the line). The header spellings are TF-TRT's, including
@@ -61,6 +62,12 @@ def _shapes(node: Any, key: str) -> list[list[int]]:
     return [[d.size for d in shape.dim] for shape in node.attr[key].list.shape]
 
 
+def original_op(node: Any) -> str:
+    """The op type a native-segment node had in the input graph (variable reads become Consts)."""
+    attr = node.attr.get(ORIGINAL_OP_ATTR)
+    return attr.s.decode() if attr is not None and attr.s else node.op
+
+
 def _segment_op_counts(graph_def: graph_pb2.GraphDef, node: Any) -> tuple[int, Counter[str]]:
     """Number of native-segment nodes of an engine, and their count per op type."""
     if "segment_func" in node.attr and node.attr["segment_func"].func.name:
@@ -69,7 +76,7 @@ def _segment_op_counts(graph_def: graph_pb2.GraphDef, node: Any) -> tuple[int, C
         func_name = f"{node.name}_native_segment"
     for func in graph_def.library.function:
         if func.signature.name == func_name:
-            return len(func.node_def), Counter(n.op for n in func.node_def)
+            return len(func.node_def), Counter(original_op(n) for n in func.node_def)
     return 0, Counter()
 
 

@@ -86,8 +86,11 @@ class ConvertedFunction:
     """
 
     def __init__(self, graph_def: graph_pb2.GraphDef, inputs: Sequence[SignatureTensor],
-                 outputs: Sequence[SignatureTensor], engines: Mapping[str, EngineOp]) -> None:
+                 outputs: Sequence[SignatureTensor], engines: Mapping[str, EngineOp],
+                 captures: Mapping[str, Any] | None = None) -> None:
         self.graph_def = graph_def
+        # resource Placeholder name -> the variable it reads (unfrozen graphs)
+        self.captures = dict(captures or {})
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
         self.engines = dict(engines)
@@ -107,7 +110,7 @@ class ConvertedFunction:
             return None
         engine = engines[0]
         allowed = {ENGINE_OP, "Placeholder", "Identity", "NoOp"}
-        if any(n.op not in allowed for n in self.graph_def.node):
+        if self.captures or any(n.op not in allowed for n in self.graph_def.node):
             return None
         sig_in = {s.ref: k for k, s in enumerate(self.inputs)}
         in_order = []
@@ -153,4 +156,4 @@ class ConvertedFunction:
         gd = tfgraph.rewrite_engines(self.graph_def, bind)
         self._binding = binding  # keeps the callbacks alive as long as this function
         return tfgraph.graph_function(gd, [s.ref for s in self.inputs],
-                                      [s.ref for s in self.outputs])
+                                      [s.ref for s in self.outputs], self.captures)

@@ -3,7 +3,8 @@ py-func registry (pinned to the TF versions the tests run)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -15,10 +16,18 @@ from tftrt.compiler.codegen import ENGINE_OP
 
 
 def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
-                   outputs: Sequence[str]):
-    """A ConcreteFunction running ``graph_def`` from tensors ``inputs`` to ``outputs``."""
+                   outputs: Sequence[str], captures: Mapping[str, Any] | None = None):
+    """A ConcreteFunction running ``graph_def`` from tensors ``inputs`` to ``outputs``.
+
+    ``captures`` binds resource Placeholders (by node name) to variables.
+    """
+    present = {n.name for n in graph_def.node}
+
     def _import():
-        tf.graph_util.import_graph_def(graph_def, name="")
+        graph = tf.compat.v1.get_default_graph()
+        input_map = {f"{name}:0": graph.capture(var.handle)
+                     for name, var in (captures or {}).items() if name in present}
+        tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
 
     wrapped = tf.compat.v1.wrap_function(_import, [])
     g = wrapped.graph
