@@ -12,10 +12,8 @@ reported on its own. Results go to benchmarks/results/precision.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
-import platform
 import re
 import tempfile
 import time
@@ -25,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_models import write_results  # noqa: E402  (this script's directory)
 
 from tftrt import trt_convert as trt  # noqa: E402
 from tftrt.cli import interleaved_median_ms  # noqa: E402
@@ -108,15 +107,8 @@ def main() -> None:
         print(f"{r['precision_mode']:5} {r['runs']:5} {r['tf_native_ms']:>8.2f} "
               f"{r['tftrt_ms']:>9.2f} {r['speedup']:>7.2f}x {r['max_rel_err']:>8.1e} "
               f"{r['convert_s']:>9.1f} {cal:>8}")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"tensorflow": tf.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "cpu_flags": cpu_flags(), "calibration": {
-                "batches": args.calib_batches, "batch": args.calib_batch,
-                "method": args.method}}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"wrote {out}")
+    write_results(args.out, rows, cpu_flags=cpu_flags(), calibration={
+        "batches": args.calib_batches, "batch": args.calib_batch, "method": args.method})
 
 
 if __name__ == "__main__":
