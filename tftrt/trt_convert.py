@@ -195,7 +195,7 @@ class TrtGraphConverterV2:
         func = ConvertedFunction(conversion.graph_def, frozen.inputs, frozen.outputs,
                                  conversion.engines)
         if not self._need_calibration and self._options.precision_mode == "INT8":
-            _ranges_from_graph(conversion)
+            _ranges_from_graph(conversion, precision.int8_weight_limit(self._backend.name))
         if self._need_calibration and self._options.use_dynamic_shape:
             self._pending_calibration = calibration_input_fn
         elif self._need_calibration:
@@ -212,7 +212,9 @@ class TrtGraphConverterV2:
                    input_fn: Callable[[], Iterable[Any]]) -> None:
         """Record each engine's inputs on ``input_fn``'s data and swap in quantized ONNX."""
         data = calibration.record(func, conversion.engines, input_fn, _as_call)
-        quantized = calibration.calibrate(conversion.engines, data, self._calibration_method)
+        quantized = calibration.calibrate(
+            conversion.engines, data, self._calibration_method,
+            reduce_range=precision.int8_weight_limit(self._backend.name) < 127)
         for name, model in quantized.items():
             op = conversion.engines[name]
             op.replace_model(model)
@@ -286,11 +288,14 @@ def engine_notes(op: Any) -> list[str]:
     return notes
 
 
-def _ranges_from_graph(conversion: Conversion) -> None:
+def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:
     """INT8 without calibration: the graph's FakeQuant/QuantizeAndDequantize ops give the
     ranges; an engine without any runs without INT8, as in TF-TRT."""
     for name, op in conversion.engines.items():
         if precision.has_qdq(op.onnx_model):
+            model = precision.weights_to_int8(op.onnx_model, max_weight_level)
+            op.replace_model(model)
+            conversion.onnx_models[name] = model
             op.calibration = {"source": "graph"}
         else:
             log.warning("%s: INT8 without calibration, and its segment has no quantization "

@@ -147,9 +147,11 @@ class _Reader:
         self._it = iter(self._batches)
 
 
-def quantize(model_bytes: bytes, batches: list[list[np.ndarray]], method: str) -> bytes:
+def quantize(model_bytes: bytes, batches: list[list[np.ndarray]], method: str,
+             reduce_range: bool = False) -> bytes:
     """The model with Q/DQ pairs: activation ranges calibrated on ``batches`` by ``method``,
-    weights symmetric per output channel, all int8 with zero point 0."""
+    weights symmetric per output channel, all int8 with zero point 0; ``reduce_range``
+    keeps weights to 7 bits (CPUs without VNNI, see ``precision.int8_weight_limit``)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -169,15 +171,16 @@ def quantize(model_bytes: bytes, batches: list[list[np.ndarray]], method: str) -
         # quantized convolutions are the whole layer.
         quant_pre_process(src, pre, skip_symbolic_shape=True)
         quantize_static(pre, out, _Reader(names, batches), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8,
+                        per_channel=True, reduce_range=reduce_range,
+                        activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=methods[method],
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
         with open(out, "rb") as f:
             return f.read()
 
 
-def calibrate(engines: Mapping[str, EngineOp], data: CalibrationData, method: str
-              ) -> dict[str, bytes]:
+def calibrate(engines: Mapping[str, EngineOp], data: CalibrationData, method: str,
+              reduce_range: bool = False) -> dict[str, bytes]:
     """The quantized ONNX of each engine that saw calibration data, keyed by engine name."""
     global CALIBRATIONS
     quantized = {}
@@ -190,7 +193,7 @@ def calibrate(engines: Mapping[str, EngineOp], data: CalibrationData, method: st
                 continue
             start = time.perf_counter()
             try:
-                quantized[name] = quantize(op.onnx_model, batches, method)
+                quantized[name] = quantize(op.onnx_model, batches, method, reduce_range)
             except Exception as exc:
                 raise CalibrationError(f"{name}: computing INT8 scales failed: "
                                        f"{type(exc).__name__}: {exc}") from exc
