@@ -107,8 +107,10 @@ def main() -> None:
         print(f"{r['precision_mode']:5} {r['runs']:5} {r['tf_native_ms']:>8.2f} "
               f"{r['tftrt_ms']:>9.2f} {r['speedup']:>7.2f}x {r['max_rel_err']:>8.1e} "
               f"{r['convert_s']:>9.1f} {cal:>8}")
-    write_results(args.out, rows, cpu_flags=cpu_flags(), calibration={
-        "batches": args.calib_batches, "batch": args.calib_batch, "method": args.method})
+    calib_meta = {"batches": args.calib_batches, "batch": args.calib_batch,
+                  "method": args.method}
+    write_results(args.out, rows, cpu_flags=cpu_flags(), load_average=os.getloadavg(),
+                  calibration=calib_meta)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,23 @@ def test_int8_calibrated_cnn_keeps_accuracy(digits, fp32_accuracy, backend) -> N
     assert "INT8 scales: entropy calibration on 8 batches of shapes [[32, 8, 8, 1]]" in lines[0]
 
 
+def test_int8_calibrates_every_engine_of_a_split_model(digits, fp32_accuracy,
+                                                       monkeypatch) -> None:
+    """Two engines around a native op: the second is calibrated on the first's FP32 output."""
+    path, x_train, x_test, y_test = digits
+    monkeypatch.setenv("TF_TRT_OP_DENYLIST", "MaxPool")
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, precision_mode="INT8",
+                                   minimum_segment_size=2, backend="openvino")
+    before = calibration.CALIBRATIONS
+    fn = conv.convert(calibration_input_fn=calibration_fn(x_train, batches=4))
+    assert len(conv.engines) == 2 and calibration.CALIBRATIONS == before + 2
+    shapes = sorted(str(op.calibration["input_shapes"]) for op in conv.engines.values())
+    assert shapes == ["[[32, 4, 4, 32]]", "[[32, 8, 8, 1]]"]
+    assert all(op.calibration["batches"] == 4 for op in conv.engines.values())
+    assert abs(accuracy(fn, x_test, y_test) - fp32_accuracy) <= 1.0
+    assert all(op.precision == "INT8" for op in conv.engines.values())
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fp16_cnn_keeps_accuracy_and_says_what_runs(digits, fp32_accuracy, backend) -> None:
     path, _, x_test, y_test = digits

@@ -211,7 +211,8 @@ class TrtGraphConverterV2:
     def _calibrate(self, conversion: Conversion, func: ConvertedFunction,
                    input_fn: Callable[[], Iterable[Any]]) -> None:
         """Record each engine's inputs on ``input_fn``'s data and swap in quantized ONNX."""
-        data = calibration.record(func, conversion.engines, input_fn, _as_call)
+        data = calibration.record(func, conversion.engines, input_fn, _as_call,
+                                  record_only=func.runs_without_tensorflow)
         quantized = calibration.calibrate(
             conversion.engines, data, self._calibration_method,
             reduce_range=precision.int8_weight_limit(self._backend.name) < 127)

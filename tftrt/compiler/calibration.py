@@ -64,14 +64,17 @@ def _shapes(args: tuple, kwargs: Mapping[str, Any]) -> list[list[int]]:
 
 def record(run: Callable[..., Any], engines: Mapping[str, EngineOp],
            input_fn: Callable[[], Iterable[Any]],
-           as_call: Callable[[Any], tuple[tuple, dict]]) -> CalibrationData:
-    """Run every item of ``input_fn()`` through ``run`` with the engines recording inputs."""
+           as_call: Callable[[Any], tuple[tuple, dict]],
+           record_only: bool = False) -> CalibrationData:
+    """Run every item of ``input_fn()`` through ``run`` with the engines recording inputs;
+    ``record_only``: the engines' outputs are not needed (one engine is the whole model),
+    so their native segments are not run."""
     if input_fn is None or not callable(input_fn):
         raise CalibrationError("INT8 calibration needs calibration_input_fn: a callable that "
                                "yields the calibration inputs")
     recorders: dict[str, list[list[np.ndarray]]] = {name: [] for name in engines}
     for name, op in engines.items():
-        op.recorder = recorders[name]
+        op.recorder, op.record_only = recorders[name], record_only
     start = time.perf_counter()
     shapes: list[list[int]] | None = None
     count = 0
@@ -98,7 +101,7 @@ def record(run: Callable[..., Any], engines: Mapping[str, EngineOp],
             log.info("calibration: batch %d done, %.1f s", count, time.perf_counter() - start)
     finally:
         for op in engines.values():
-            op.recorder = None
+            op.recorder, op.record_only = None, False
         bar.close()
     if count == 0:
         raise CalibrationError("calibration_input_fn yielded no inputs; INT8 calibration "

@@ -69,7 +69,9 @@ class EngineOp:
     # INT8: how the engine's Q/DQ ranges were obtained (method, batches, shapes), or None
     calibration: dict | None = None
     # While calibrating: each call's inputs are appended here and the native segment runs
+    # (unless record_only: no one reads the outputs, e.g. the engine is the whole model)
     recorder: list[list[np.ndarray]] | None = None
+    record_only: bool = False
     _cache: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _warned: bool = False
@@ -146,6 +148,8 @@ class EngineOp:
         (as TF-TRT does; not gated by TF_TRT_ALLOW_ENGINE_NATIVE_SEGMENT_EXECUTION)."""
         assert self.recorder is not None
         self.recorder.append([np.array(x, copy=True) for x in inputs])
+        if self.record_only:
+            return [np.zeros((0,), s.dtype) for s in self.outputs]
         if self.native is None:
             raise EngineError(f"{self.name}: calibration needs the native segment")
         return self.native(inputs)
