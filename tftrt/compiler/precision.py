@@ -163,10 +163,10 @@ def onnx_for_backend(model_bytes: bytes, backend: str, precision_mode: str) -> b
 
 def explain(backend: str, precision_mode: str, runs: str | None) -> str:
     """Why an engine of ``backend`` runs ``runs`` when ``precision_mode`` was asked for."""
+    if runs == "INT8":
+        return "INT8 where Q/DQ pairs are, higher precision elsewhere"
     if runs is None or precision_mode == "FP32" or runs == precision_mode:
         return ""
-    if runs == "INT8":
-        return "INT8 where Q/DQ pairs are, FP32 elsewhere"
     if precision_mode == "INT8" and backend != "tensorrt" and not cpu_has_vnni():
         return ("no INT8 layer: no layer has quantized inputs and weights on a 7-bit grid "
                 "(this CPU has no VNNI: 8-bit weights would saturate)")
@@ -175,7 +175,7 @@ def explain(backend: str, precision_mode: str, runs: str | None) -> str:
     if backend == "openvino" and runs == "BF16":
         return "FP16 allowed: the CPU's bf16 kernels run"
     if backend == "openvino":
-        return "FP16 allowed, but this CPU has no bf16/f16 kernels (no AMX, no AVX512-FP16)"
+        return "FP16 allowed, but this CPU has no bf16/f16 kernels: no AMX, no AVX512-FP16"
     if backend == "onnxruntime":
         return "FP16 allowed, but ONNX Runtime's CPU provider has no faster half kernels"
     return f"{precision_mode} allowed; {runs} runs"
