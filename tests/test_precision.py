@@ -80,8 +80,8 @@ def test_int8_calibrated_cnn_keeps_accuracy(digits, fp32_accuracy, backend) -> N
     assert "INT8 scales: entropy calibration on 8 batches of shapes [[32, 8, 8, 1]]" in lines[0]
 
 
-def test_int8_calibrates_every_engine_of_a_split_model(digits, fp32_accuracy,
-                                                       monkeypatch) -> None:
+def test_int8_calibrates_every_engine_of_a_split_model(digits, fp32_accuracy, monkeypatch,
+                                                       capsys) -> None:
     """Two engines around a native op: the second is calibrated on the first's FP32 output."""
     path, x_train, x_test, y_test = digits
     monkeypatch.setenv("TF_TRT_OP_DENYLIST", "MaxPool")
@@ -93,6 +93,9 @@ def test_int8_calibrates_every_engine_of_a_split_model(digits, fp32_accuracy,
     shapes = sorted(str(op.calibration["input_shapes"]) for op in conv.engines.values())
     assert shapes == ["[[32, 4, 4, 32]]", "[[32, 8, 8, 1]]"]
     assert all(op.calibration["batches"] == 4 for op in conv.engines.values())
+    err = capsys.readouterr().err  # the progress: batches done, elapsed time
+    assert "INT8 calibration: running calibration data: 4batch [00:" in err
+    assert "INT8 calibration: entropy scales: 100%" in err and "2/2" in err
     assert abs(accuracy(fn, x_test, y_test) - fp32_accuracy) <= 1.0
     assert all(op.precision == "INT8" for op in conv.engines.values())
 
@@ -274,6 +277,13 @@ def test_failing_calibration_input_fn_is_reported(digits, tmp_path) -> None:
     with pytest.raises(CalibrationError, match="calibration_input_fn raised OSError: disk "
                                                 "went away"):
         conv.convert(calibration_input_fn=broken)
+    _assert_unconverted(conv, tmp_path)
+
+
+def test_calibration_input_fn_yielding_nothing_is_refused(digits, tmp_path) -> None:
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=digits[0], precision_mode="INT8")
+    with pytest.raises(CalibrationError, match="yielded no inputs"):
+        conv.convert(calibration_input_fn=lambda: iter(()))
     _assert_unconverted(conv, tmp_path)
 
 
