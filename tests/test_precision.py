@@ -167,7 +167,9 @@ def test_int8_saved_model_loads_without_recalibrating(digits, tmp_path) -> None:
     (op,) = loaded.engines.values()
     assert op.stats.builds == 0 and op.stats.engine_calls == 1
     assert op.precision == "INT8"
-    assert loaded.manifest["engines"][op.name]["calibration"]["method"] == "minmax"
+    saved = loaded.manifest["engines"][op.name]["calibration"]
+    assert saved["method"] == "minmax" and saved == op.calibration
+    assert saved["weight_bits"] == (8 if precision.cpu_has_vnni() else 7)
 
 
 def test_dynamic_shape_defers_calibration_to_build(digits) -> None:

@@ -213,14 +213,14 @@ class TrtGraphConverterV2:
         """Record each engine's inputs on ``input_fn``'s data and swap in quantized ONNX."""
         data = calibration.record(func, conversion.engines, input_fn, _as_call,
                                   record_only=func.runs_without_tensorflow)
-        quantized = calibration.calibrate(
-            conversion.engines, data, self._calibration_method,
-            reduce_range=precision.int8_weight_limit(self._backend.name) < 127)
+        reduce_range = precision.int8_weight_limit(self._backend.name) < 127
+        quantized = calibration.calibrate(conversion.engines, data, self._calibration_method,
+                                          reduce_range=reduce_range)
         for name, model in quantized.items():
             op = conversion.engines[name]
             op.replace_model(model)
-            op.calibration = calibration.calibration_record(data, name,
-                                                            self._calibration_method)
+            op.calibration = calibration.calibration_record(
+                data, name, self._calibration_method, weight_bits=7 if reduce_range else 8)
             conversion.onnx_models[name] = model
 
     def build(self, input_fn: Callable[[], Iterable[Any]]) -> None:

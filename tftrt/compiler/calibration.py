@@ -206,11 +206,13 @@ def calibrate(engines: Mapping[str, EngineOp], data: CalibrationData, method: st
     return quantized
 
 
-def calibration_record(data: CalibrationData, name: str, method: str) -> dict:
+def calibration_record(data: CalibrationData, name: str, method: str,
+                       weight_bits: int = 8) -> dict:
     """What the manifest and the summary say about one engine's calibration."""
     batches = data.batches[name]
     return {"source": "calibration", "method": method, "batches": len(batches),
-            "input_shapes": [list(x.shape) for x in batches[0]] if batches else []}
+            "input_shapes": [list(x.shape) for x in batches[0]] if batches else [],
+            "weight_bits": weight_bits}
 
 
 __all__ = ["CALIBRATIONS", "METHODS", "CalibrationData", "calibrate", "calibration_method",
