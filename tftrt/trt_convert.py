@@ -283,7 +283,7 @@ def engine_notes(op: Any) -> list[str]:
     cal = op.calibration
     if cal and cal.get("source") == "calibration":
         notes.append(f"INT8 scales: {cal['method']} calibration on {cal['batches']} batches "
-                     f"of shapes {cal['input_shapes']}")
+                     f"of shapes {cal['input_shapes']}, {cal.get('weight_bits', 8)}-bit weights")
     elif cal and cal.get("source") == "graph":
         notes.append("INT8 scales: from the graph's quantization ops")
     return notes
