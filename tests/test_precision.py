@@ -237,6 +237,26 @@ def test_qat_model_matches_tf_fake_quant(tmp_path, rng, backend, weight_bits) ->
         assert "8-bit weights would saturate" in lines[0]
 
 
+def test_quantize_and_dequantize_model_takes_its_ranges_from_the_graph(tmp_path, rng) -> None:
+    w = rng.uniform(-1, 1, (16, 8)).astype(np.float32)
+
+    def fn(x):
+        x = tf.quantization.quantize_and_dequantize_v2(x, -2.0, 2.0, range_given=True)
+        y = tf.matmul(x, tf.constant(w))
+        y = tf.quantization.quantize_and_dequantize_v2(y, -8.0, 8.0, range_given=True)
+        return tf.nn.relu(y) + 1.0
+
+    path = export_module(str(tmp_path / "qdq"), fn, [tf.TensorSpec([None, 16], tf.float32)])
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, precision_mode="INT8",
+                                   use_calibration=False, backend="openvino")
+    got_fn = conv.convert()
+    x = rng.uniform(-2, 2, (4, 16)).astype(np.float32)
+    got = next(iter(got_fn(x).values())).numpy()
+    assert np.abs(got - fn(tf.constant(x)).numpy()).max() <= 8.0 / 127 * 1.001
+    (op,) = conv.engines.values()
+    assert op.calibration == {"source": "graph"}
+
+
 def test_int8_weight_limit_follows_the_cpu() -> None:
     assert precision.int8_weight_limit("tensorrt") == 127
     expected = 127 if precision.cpu_has_vnni() else 63
