@@ -121,10 +121,15 @@ def main() -> None:
         print(f"{r['model']:14} {r['batch']:>5} {r['backend']:>12} {r['tf_native_ms']:>9.2f} "
               f"{r['tftrt_ms']:>9.2f} {r['speedup']:>7.2f}x {r['max_rel_err']:>9.1e} "
               f"{r['engines']:>7} {r['convert_s']:>9.2f}")
-    out = pathlib.Path(args.out)
+    write_results(args.out, rows)
+
+
+def write_results(path: str, rows: list[dict], **meta) -> None:
+    """Write ``rows`` with the machine's facts (and ``meta``) as JSON to ``path``."""
+    out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"tensorflow": tf.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "machine": platform.machine()}
+            "cpu_count": os.cpu_count(), "machine": platform.machine(), **meta}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"wrote {out}")
 

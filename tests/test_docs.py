@@ -19,3 +19,11 @@ def test_architecture_plugin_example_registers_a_converter() -> None:
         assert registry.converter("MyOp") is ns["convert_my_op"]
     finally:
         reset_registry()
+
+
+def test_precision_int8_example_calibrates(capsys) -> None:
+    ns = run_doc_blocks(DOCS / "precision.md")
+    (op,) = ns["converter"].engines.values()
+    assert op.precision == "INT8" and op.calibration["batches"] == 4
+    assert "precision: INT8" in capsys.readouterr().out
+    assert next(iter(ns["logits"].values())).shape == (16, 10)

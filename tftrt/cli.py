@@ -82,14 +82,32 @@ def _run_demo(args: argparse.Namespace, workdir: str) -> int:
     return 0
 
 
+def _calibration_input_fn(path: str, batch: int) -> Callable[[], object]:
+    """Batches of ``batch`` rows of the array in the .npy file ``path`` (one model input)."""
+    import numpy as np
+
+    data = np.load(path, allow_pickle=False)
+    usable = len(data) // batch * batch
+    if usable == 0:
+        raise SystemExit(f"tftrt: {path} has {len(data)} rows, fewer than one calibration "
+                         f"batch of {batch}")
+    return lambda: ([data[k:k + batch]] for k in range(0, usable, batch))
+
+
 def _convert(args: argparse.Namespace) -> int:
     from tftrt import trt_convert as trt
 
+    calibrate = args.calibration_data is not None
     converter = trt.TrtGraphConverterV2(
         input_saved_model_dir=args.input, input_saved_model_signature_key=args.signature,
         precision_mode=args.precision, minimum_segment_size=args.minimum_segment_size,
-        use_dynamic_shape=args.dynamic_shape, backend=args.backend)
-    converter.convert()
+        use_dynamic_shape=args.dynamic_shape, backend=args.backend,
+        use_calibration=calibrate, calibration_method=args.calibration_method)
+    fn = _calibration_input_fn(args.calibration_data, args.calibration_batch) \
+        if calibrate else None
+    converter.convert(calibration_input_fn=fn)
+    if calibrate and args.dynamic_shape:
+        converter.build(fn)
     converter.summary()
     converter.save(args.output, overwrite=args.overwrite)
     print(f"Saved to {args.output}")
@@ -107,7 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     conv.add_argument("input")
     conv.add_argument("output")
     conv.add_argument("--signature", default="serving_default")
-    conv.add_argument("--precision", default="FP32")
+    conv.add_argument("--precision", default="FP32", help="FP32, FP16 or INT8")
+    conv.add_argument("--calibration-data", default=None, metavar="NPY",
+                      help="INT8: calibrate on this .npy array (rows = samples of the one "
+                           "input); without it INT8 takes ranges from the graph's "
+                           "quantization ops")
+    conv.add_argument("--calibration-batch", type=int, default=8)
+    conv.add_argument("--calibration-method", default=None,
+                      help="entropy (default), minmax or percentile")
     conv.add_argument("--minimum-segment-size", type=int, default=3)
     conv.add_argument("--dynamic-shape", action="store_true")
     conv.add_argument("--backend", default="auto")

@@ -23,3 +23,7 @@ class EngineError(TftrtError, RuntimeError):
 
 class SaveError(TftrtError, OSError):
     """The converted model could not be saved; nothing was written."""
+
+
+class CalibrationError(TftrtError, ValueError):
+    """INT8 calibration could not run: missing, failing or inconsistent calibration data."""

@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tftrt.compiler import calibration, precision
 from tftrt.compiler.freeze import load_and_freeze
 from tftrt.compiler.pipeline import CompileOptions, Conversion, compile_model
-from tftrt.errors import ConversionStateError, InputSpecError
+from tftrt.errors import CalibrationError, ConversionStateError, InputSpecError
 from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
 from tftrt.report.summary import format_summary
@@ -95,7 +96,8 @@ class TrtGraphConverterV2:
                  use_calibration: bool = True,
                  allow_build_at_runtime: bool = True,
                  conversion_params: TrtConversionParams | None = None,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto",
+                 calibration_method: str | None = None) -> None:
         if conversion_params is not None:
             log.warning("conversion_params is deprecated; pass the parameters directly")
             max_workspace_size_bytes = conversion_params.max_workspace_size_bytes
@@ -109,9 +111,6 @@ class TrtGraphConverterV2:
             raise ValueError(f"precision_mode {precision_mode!r} is not one of "
                              f"{TrtPrecisionMode.supported_precision_modes()}")
         precision_mode = precision_mode.upper()
-        if precision_mode == TrtPrecisionMode.INT8:
-            raise NotImplementedError("precision_mode INT8 is not implemented yet in tftrt; "
-                                      "use FP32 or FP16")
         if not (minimum_segment_size > 0 or minimum_segment_size == -1):
             raise ValueError("minimum_segment_size must be > 0 or -1 (skip the main graph), "
                              f"got {minimum_segment_size}")
@@ -137,7 +136,9 @@ class TrtGraphConverterV2:
         self._input_saved_model_tags = list(input_saved_model_tags or DEFAULT_TAGS)
         self._input_saved_model_signature_key = (input_saved_model_signature_key
                                                  or DEFAULT_SIGNATURE_KEY)
-        self._need_calibration = False
+        self._need_calibration = precision_mode == TrtPrecisionMode.INT8 and use_calibration
+        self._calibration_method = calibration.calibration_method(calibration_method)
+        self._pending_calibration: Callable[[], Iterable[Any]] | None = None
         self._options = CompileOptions(
             precision_mode=precision_mode, minimum_segment_size=minimum_segment_size,
             maximum_cached_engines=maximum_cached_engines,
@@ -178,23 +179,54 @@ class TrtGraphConverterV2:
     # -- the workflow -----------------------------------------------------------
     def convert(self, calibration_input_fn: Callable[[], Iterable[Any]] | None = None
                 ) -> ConvertedFunction:
-        """Segment the signature's graph and splice in engine nodes; returns the callable."""
+        """Segment the signature's graph and splice in engine nodes; returns the callable.
+
+        INT8 with ``use_calibration`` needs ``calibration_input_fn`` (items as for
+        ``build()``, all of one shape): the engines are calibrated here, or in ``build()``
+        with ``use_dynamic_shape``, as TF-TRT does.
+        """
         if calibration_input_fn is not None and not self._need_calibration:
             raise ValueError("calibration_input_fn is only used with INT8 calibration")
         if self._conversion is not None:
             raise ConversionStateError("convert() can only be called once")
+        if self._need_calibration and calibration_input_fn is None:
+            raise CalibrationError("precision_mode INT8 with use_calibration=True needs "
+                                   "calibration_input_fn (a callable yielding calibration "
+                                   "inputs); pass use_calibration=False to take the ranges "
+                                   "from the graph's quantization ops")
         frozen = load_and_freeze(self._input_saved_model_dir, self._input_saved_model_tags,
                                  self._input_saved_model_signature_key, freeze=self._freeze)
-        self._conversion = compile_model(frozen, self._options, get_registry(), self._backend)
-        self._converted_func = ConvertedFunction(
-            self._conversion.graph_def, frozen.inputs, frozen.outputs,
-            self._conversion.engines, captures=frozen.variables)
+        conversion = compile_model(frozen, self._options, get_registry(), self._backend)
+        func = ConvertedFunction(conversion.graph_def, frozen.inputs, frozen.outputs,
+                                 conversion.engines, captures=frozen.variables)
+        if not self._need_calibration and self._options.precision_mode == "INT8":
+            _ranges_from_graph(conversion, precision.int8_weight_limit(self._backend.name))
+        if self._need_calibration and self._options.use_dynamic_shape:
+            self._pending_calibration = calibration_input_fn
+        elif self._need_calibration:
+            self._calibrate(conversion, func, calibration_input_fn)
+        self._conversion, self._converted_func = conversion, func
         viz = os.environ.get("TF_TRT_EXPORT_GRAPH_VIZ_PATH")
         if viz:
             from tftrt.report.graphviz import write_dot
 
             write_dot(self._conversion.graph_def, viz)
         return self._converted_func
+
+    def _calibrate(self, conversion: Conversion, func: ConvertedFunction,
+                   input_fn: Callable[[], Iterable[Any]]) -> None:
+        """Record each engine's inputs on ``input_fn``'s data and swap in quantized ONNX."""
+        data = calibration.record(func, conversion.engines, input_fn, _as_call,
+                                  record_only=func.runs_without_tensorflow)
+        reduce_range = precision.int8_weight_limit(self._backend.name) < 127
+        quantized = calibration.calibrate(conversion.engines, data, self._calibration_method,
+                                          reduce_range=reduce_range)
+        for name, model in quantized.items():
+            op = conversion.engines[name]
+            op.replace_model(model)
+            op.calibration = calibration.calibration_record(
+                data, name, self._calibration_method, weight_bits=7 if reduce_range else 8)
+            conversion.onnx_models[name] = model
 
     def build(self, input_fn: Callable[[], Iterable[Any]]) -> None:
         """Build the engines for the shapes ``input_fn`` yields (arrays, lists/tuples or dicts)."""
@@ -204,6 +236,9 @@ class TrtGraphConverterV2:
             raise RuntimeError("input_fn is required to build engines")
         if self._converted_func is None:
             raise ConversionStateError("build() needs convert() to be called first")
+        if self._pending_calibration is not None:
+            self._calibrate(self._conversion, self._converted_func, self._pending_calibration)
+            self._pending_calibration = None
         count = 0
         for item in input_fn():
             args, kwargs = _as_call(item)
@@ -222,6 +257,10 @@ class TrtGraphConverterV2:
         from tftrt.compiler.saving import save_converted
 
         self._require_converted("save()")
+        if self._pending_calibration is not None:
+            raise ConversionStateError("INT8 calibration has not run yet: with "
+                                       "use_dynamic_shape it runs in build(); call build() "
+                                       "before save()")
         save_converted(self._conversion, output_saved_model_dir,
                        save_engines=save_gpu_specific_engines,
                        allow_build_at_runtime=self._allow_build_at_runtime,
@@ -235,12 +274,38 @@ class TrtGraphConverterV2:
         """Print the engines, their inputs/outputs and op counts in TF-TRT's format."""
         if self._conversion is None:
             raise RuntimeError("summary() needs convert() to be called first")
-        notes = {}
-        for name, op in self._conversion.engines.items():
-            precision = op.precision or f"{op.precision_mode} (not built yet)"
-            notes[name] = [f"Backend: {op.backend.name}, precision: {precision}"]
+        notes = {name: engine_notes(op) for name, op in self._conversion.engines.items()}
         text = format_summary(self._conversion.graph_def, line_length, detailed, notes)
         (print_fn or print)(text)
+
+
+def engine_notes(op: Any) -> list[str]:
+    """The summary's lines for one engine: backend, the precision that runs, and why."""
+    runs = op.precision
+    why = precision.explain(op.backend.name, op.precision_mode, runs)
+    shown = runs or f"{op.precision_mode} (not built yet)"
+    notes = [f"Backend: {op.backend.name}, precision: {shown}" + (f" ({why})" if why else "")]
+    cal = op.calibration
+    if cal and cal.get("source") == "calibration":
+        notes.append(f"INT8 scales: {cal['method']} calibration on {cal['batches']} batches "
+                     f"of shapes {cal['input_shapes']}, {cal.get('weight_bits', 8)}-bit weights")
+    elif cal and cal.get("source") == "graph":
+        notes.append("INT8 scales: from the graph's quantization ops")
+    return notes
+
+
+def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:
+    """INT8 without calibration: the graph's FakeQuant/QuantizeAndDequantize ops give the
+    ranges; an engine without any runs without INT8, as in TF-TRT."""
+    for name, op in conversion.engines.items():
+        if precision.has_qdq(op.onnx_model):
+            model = precision.weights_to_int8(op.onnx_model, max_weight_level)
+            op.replace_model(model)
+            conversion.onnx_models[name] = model
+            op.calibration = {"source": "graph"}
+        else:
+            log.warning("%s: INT8 without calibration, and its segment has no quantization "
+                        "ops (FakeQuant*, QuantizeAndDequantize*): it runs without INT8", name)
 
 
 def _as_call(item: Any) -> tuple[tuple, dict]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.compiler import capability, codegen, ir, segment
+from tftrt.compiler import capability, codegen, ir, precision, segment
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
 from tftrt.plugins.manager import Registry
@@ -104,8 +104,10 @@ def make_engine_ops(graph_def: graph_pb2.GraphDef, onnx_models: dict[str, bytes]
     ops = {}
     for node in nodes:
         fdef = library[codegen.native_segment_name(node.name)]
+        model = precision.onnx_for_backend(onnx_models[node.name], backend.name,
+                                           opts.precision_mode)
         ops[node.name] = EngineOp(
-            name=node.name, onnx_model=onnx_models[node.name], backend=backend,
+            name=node.name, onnx_model=model, backend=backend,
             inputs=node.inputs, outputs=node.outputs,
             native=lazy_function_callable(fdef, graph_def.library),
             precision_mode=opts.precision_mode, dynamic_shape=opts.use_dynamic_shape,

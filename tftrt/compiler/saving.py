@@ -146,6 +146,8 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
                          "inputs": [_spec_json(s) for s in op.inputs],
                          "outputs": [_spec_json(s) for s in op.outputs],
                          "instances": instances}
+        if op.calibration is not None:  # INT8: the ONNX above holds the scales
+            engines[name]["calibration"] = op.calibration
     frozen = conversion.frozen
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "tftrt_version": __version__,
@@ -270,7 +272,8 @@ def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
             precision_mode=opts["precision_mode"], dynamic_shape=opts["use_dynamic_shape"],
             max_cached_engines=opts["maximum_cached_engines"],
             allow_build_at_runtime=opts["allow_build_at_runtime"],
-            max_workspace_size_bytes=opts["max_workspace_size_bytes"])
+            max_workspace_size_bytes=opts["max_workspace_size_bytes"],
+            calibration=meta.get("calibration"))
         if engine_backend.name == saved_backend:
             for inst in meta["instances"]:
                 blob = _read_checked(adir, inst["file"], inst["sha256"])

@@ -3,7 +3,11 @@
 FP32 pins ``INFERENCE_PRECISION_HINT=f32`` (the CPU plugin would otherwise run
 bf16 on CPUs with AMX and drift by ~1e-2). FP16 allows the plugin's fast
 half precision: bf16 where the CPU has bf16 kernels, f16 where it has f16
-ones, else FP32; the engine reports what it runs. Engines serialize with
+ones, else FP32. INT8 runs the model's QuantizeLinear/DequantizeLinear pairs
+as int8 kernels (OpenVINO's low-precision transformations) and allows half
+precision elsewhere, as FP16 does. The engine reports what it runs, read
+from the compiled model: INT8 when a convolution or matrix multiplication
+executes in i8/u8, else the inference precision. Engines serialize with
 OpenVINO's export/import of compiled models, so loading never recompiles.
 """
 
@@ -50,6 +54,22 @@ def _properties(config: BuildConfig) -> dict[str, str]:
             "PERFORMANCE_HINT": "LATENCY"}
 
 
+_INT8_LAYERS = frozenset({"Convolution", "FullyConnected", "MatMul", "GroupConvolution",
+                          "Deconvolution"})
+
+
+def _runs_int8(compiled) -> bool:
+    """True when a convolution or matrix multiplication of ``compiled`` executes in i8/u8."""
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "layerType" not in info or "runtimePrecision" not in info:
+            continue
+        if (info["layerType"].astype(str) in _INT8_LAYERS
+                and info["runtimePrecision"].astype(str) in ("i8", "u8")):
+            return True
+    return False
+
+
 class OpenVinoEngine:
     backend = "openvino"
 
@@ -60,7 +80,8 @@ class OpenVinoEngine:
         self._lock = threading.Lock()
         hint = compiled.get_property("INFERENCE_PRECISION_HINT")
         name = hint.to_string() if hasattr(hint, "to_string") else str(hint)
-        self.precision = _HINT_TO_PRECISION.get(name, name.upper())
+        self.precision = "INT8" if _runs_int8(compiled) else \
+            _HINT_TO_PRECISION.get(name, name.upper())
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         with self._lock:

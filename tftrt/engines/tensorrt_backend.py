@@ -131,9 +131,14 @@ class TensorRTBackend:
         cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,
                                   min(config.max_workspace_size_bytes, 1 << 40))
         precision = "FP32"
-        if config.precision_mode == "FP16" and builder.platform_has_fast_fp16:
+        # FP16 arrives as an FP16-cast ONNX (tftrt.compiler.precision); the flag lets
+        # TensorRT < 11 pick half kernels elsewhere too. INT8 arrives as Q/DQ pairs.
+        if config.precision_mode in ("FP16", "INT8") and builder.platform_has_fast_fp16:
             cfg.set_flag(trt.BuilderFlag.FP16)
             precision = "FP16"
+        if config.precision_mode == "INT8":
+            cfg.set_flag(trt.BuilderFlag.INT8)
+            precision = "INT8"
         profile = builder.create_optimization_profile()
         for k, shape in enumerate(config.input_shapes):
             dims = trt.Dims([int(d) for d in shape if d is not None])

@@ -66,6 +66,12 @@ class EngineOp:
     allow_build_at_runtime: bool = True
     max_workspace_size_bytes: int = 1 << 30
     stats: EngineStats = field(default_factory=EngineStats)
+    # INT8: how the engine's Q/DQ ranges were obtained (method, batches, shapes), or None
+    calibration: dict | None = None
+    # While calibrating: each call's inputs are appended here and the native segment runs
+    # (unless record_only: no one reads the outputs, e.g. the engine is the whole model)
+    recorder: list[list[np.ndarray]] | None = None
+    record_only: bool = False
     _cache: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _warned: bool = False
@@ -124,6 +130,8 @@ class EngineOp:
 
     # -- execution ------------------------------------------------------------
     def __call__(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self.recorder is not None:
+            return self._record(inputs)
         engine = self.engine_for([np.shape(x) for x in inputs])
         if engine is not None:
             try:
@@ -134,6 +142,23 @@ class EngineOp:
                 self.stats.run_failures += 1
                 self._failed(f"running the {self.backend.name} engine failed: {exc}")
         return self.run_native(inputs)
+
+    def _record(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Calibration: keep a copy of the inputs, compute in FP32 with the native segment
+        (as TF-TRT does; not gated by TF_TRT_ALLOW_ENGINE_NATIVE_SEGMENT_EXECUTION)."""
+        assert self.recorder is not None
+        self.recorder.append([np.array(x, copy=True) for x in inputs])
+        if self.record_only:
+            return [np.zeros((0,), s.dtype) for s in self.outputs]
+        if self.native is None:
+            raise EngineError(f"{self.name}: calibration needs the native segment")
+        return self.native(inputs)
+
+    def replace_model(self, onnx_model: bytes) -> None:
+        """Use ``onnx_model`` from now on (e.g. its quantized form); cached engines go."""
+        with self._lock:
+            self.onnx_model = onnx_model
+            self._cache.clear()
 
     def run_native(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not native_fallback_allowed():
