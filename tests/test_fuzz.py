@@ -25,8 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.conftest import export_module
-from tests.fuzz_graphs import ConvertParams, GraphSpec, build_function, convert_params, \
-    graph_specs
+from tests.fuzz_graphs import ConvertParams, GraphSpec, build_function, convert_params, graph_specs
 from tftrt import trt_convert as trt
 from tftrt.compiler import ir
 from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
@@ -174,7 +173,8 @@ def test_fuzz_long() -> None:
             STATS[kind] += 1
             print(f"[fuzz] {kind}: {exc!r}\n  {spec!r}\n  {params!r}", flush=True)
         if STATS["tried"] % 100 == 0:
-            print(f"[fuzz] {STATS['tried']} graphs, {STATS['graphs']} passed, {time.monotonic() - start:.0f} s",
+            elapsed = time.monotonic() - start
+            print(f"[fuzz] {STATS['tried']} graphs, {STATS['graphs']} passed, {elapsed:.0f} s",
                   flush=True)
 
     try:
@@ -187,7 +187,8 @@ def test_fuzz_long() -> None:
               f"graphs with engines: {STATS['graphs_with_engines']}, graphs with native ops: "
               f"{STATS['graphs_with_native_ops']}, graphs with control edges: "
               f"{STATS['graphs_with_control_edges']}, graphs with int32 engine I/O: "
-              f"{STATS['graphs_with_int32_engine_io']}, wall time: {time.monotonic() - start:.0f} s",
+              f"{STATS['graphs_with_int32_engine_io']}, "
+              f"wall time: {time.monotonic() - start:.0f} s",
               flush=True)
     assert STATS["tried"] >= examples
     assert STATS["tried"] == STATS["graphs"], "some graphs failed: see the [fuzz] lines"
