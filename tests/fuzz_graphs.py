@@ -140,12 +140,20 @@ class _Builder:
     def f(self, i: int) -> tf.Tensor:
         return self.floats[i % len(self.floats)]
 
+    @staticmethod
+    def fit(x: tf.Tensor, like: tf.Tensor, strict: bool = False) -> tf.Tensor:
+        """``x``, summed over its last axis unless that broadcasts against ``like``'s.
+
+        ``strict``: the result's last axis is ``like``'s or 1, so several such
+        results broadcast together.
+        """
+        if x.shape[-1] in (like.shape[-1], 1) or (like.shape[-1] == 1 and not strict):
+            return x
+        return tf.reduce_sum(x, axis=-1, keepdims=True)
+
     def pair(self, i: int, j: int) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = self.f(i), self.f(j)
-        dx, dy = x.shape[-1], y.shape[-1]
-        if dx != dy and 1 not in (dx, dy):
-            y = tf.reduce_sum(y, axis=-1, keepdims=True)
-        return x, y
+        x = self.f(i)
+        return x, self.fit(self.f(j), x)
 
     def apply(self, op: OpSpec) -> None:
         pool = self.floats + self.ints
@@ -171,7 +179,8 @@ class _Builder:
             out = [fn(*self.pair(op.a, op.b))]
         elif k == "ConstBinary":
             fn = (tf.add, tf.multiply, tf.maximum)[op.b % 3]
-            out = [fn(f(op.a), self.consts[op.const])]
+            c = self.consts[op.const]
+            out = [fn(self.fit(f(op.a), c), c)]
         elif k == "MatMul":
             x = f(op.a)
             out = [tf.matmul(x, self.weight(int(x.shape[-1]), op.const))]
@@ -186,8 +195,8 @@ class _Builder:
                 x = tf.concat([x, f(op.b)[..., :1]], axis=-1)
             out = list(tf.split(x, 2, axis=-1))  # one node, two outputs
         elif k == "AddN":
-            x, y = self.pair(op.a, op.b)
-            x, z = self.pair(op.a, op.c)
+            x = f(op.a)
+            y, z = (self.fit(f(i), x, strict=True) for i in (op.b, op.c))
             if x.shape[-1] == y.shape[-1] == z.shape[-1]:
                 out = [tf.add_n([x, y, z])]
             else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tftrt.compiler import segment
 from tftrt.compiler.ir import IR
@@ -108,3 +110,52 @@ def test_segment_without_inputs_is_dropped() -> None:
     ops = {"k": "Const"}
     g = make_ir([("k", "a"), ("a", "out")], {"k", "a"}, ops)
     assert segment.drop_inputless(g, segment.cluster(g)) == []
+
+
+def _reference_cluster(g: IR) -> list[segment.Segment]:
+    """The plain contraction (a full reverse search per merge), as an oracle."""
+    candidates = {n for n, d in g.nodes(data=True) if d.get("supported")}
+    cg = nx.DiGraph(list(g.edges()))
+    cg.add_nodes_from(g.nodes)
+    uf = segment._UnionFind(g.nodes)
+    for node in segment._post_order(g):
+        if node not in candidates:
+            continue
+        src = uf.find(node)
+        merged = True
+        while merged:
+            merged = False
+            for dst in sorted(cg.successors(src)):
+                others = [p for p in cg.predecessors(dst) if p != src]
+                if dst in candidates and not any(nx.has_path(cg, src, p) for p in others):
+                    for p in others:
+                        cg.add_edge(p, src)
+                    cg.add_edges_from((src, s) for s in cg.successors(dst) if s != src)
+                    cg.remove_node(dst)
+                    uf.parent[dst] = src
+                    merged = True
+                    break
+    groups: dict[str, set[str]] = {}
+    for n in candidates:
+        groups.setdefault(uf.find(n), set()).add(n)
+    return [segment.Segment(frozenset(m)) for m in groups.values()]
+
+
+@st.composite
+def random_dags(draw) -> IR:
+    n = draw(st.integers(2, 24))
+    names = [f"n{i:02d}" for i in range(n)]
+    pairs = [(names[i], names[j]) for i in range(n) for j in range(i + 1, n)]
+    edges = draw(st.lists(st.sampled_from(pairs), min_size=1, max_size=60, unique=True))
+    supported = set(draw(st.lists(st.sampled_from(names), max_size=n)))
+    control = set(draw(st.lists(st.sampled_from(edges), max_size=4)))
+    return make_ir(edges, supported, control=control)
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_dags())
+def test_pruned_cycle_check_matches_the_plain_search(g: IR) -> None:
+    segs = segment.cluster(g)
+    assert sorted(map(sorted, (s.nodes for s in segs))) == \
+        sorted(map(sorted, (s.nodes for s in _reference_cluster(g))))
+    assert contracted_is_acyclic(g, segs)
