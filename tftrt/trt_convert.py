@@ -234,6 +234,12 @@ class TrtGraphConverterV2:
         for name, op in self._conversion.engines.items():
             precision = op.precision or f"{op.precision_mode} (not built yet)"
             notes[name] = [f"Backend: {op.backend.name}, precision: {precision}"]
+            st = op.stats
+            if st.build_failures or st.run_failures or st.load_failures or st.native_calls:
+                notes[name].append(
+                    f"Native fallback: {st.native_calls} native calls, {st.engine_calls} engine "
+                    f"calls; failures: {st.build_failures} build, {st.run_failures} run, "
+                    f"{st.load_failures} load; last error: {st.last_error}")
         text = format_summary(self._conversion.graph_def, line_length, detailed, notes)
         (print_fn or print)(text)
 

@@ -28,6 +28,7 @@ from tftrt import __version__
 from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
 from tftrt.compiler.freeze import SignatureTensor
 from tftrt.compiler.lowering import TensorSpec
+from tftrt.compiler.manifest import validate as validate_manifest
 from tftrt.compiler.pipeline import CompileOptions, Conversion
 from tftrt.errors import SavedModelError, SaveError
 from tftrt.plugins.manager import get_registry
@@ -220,7 +221,7 @@ def _read_manifest(adir: str) -> dict:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise SavedModelError(f"manifest format version {manifest.get('format_version')!r} is "
                               f"not supported (this tftrt reads {FORMAT_VERSION})")
-    return manifest
+    return validate_manifest(manifest, path)
 
 
 def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
@@ -258,15 +259,19 @@ def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
             allow_build_at_runtime=opts["allow_build_at_runtime"],
             max_workspace_size_bytes=opts["max_workspace_size_bytes"])
         if engine_backend.name == saved_backend:
+            # A saved engine that fails its checksum, was built by another version of
+            # the backend, or does not deserialize is dropped with one warning: the
+            # engine is rebuilt from its (checked) ONNX model or its native segment runs.
+            saved_version, version = manifest["backend_version"], engine_backend.version()
             for inst in meta["instances"]:
-                blob = _read_checked(adir, inst["file"], inst["sha256"])
-                key = tuple(tuple(s) for s in inst["shapes"])
                 try:
-                    op.add_serialized(key, blob)
+                    if saved_version != version:
+                        raise SavedModelError(f"it was built by {saved_backend} {saved_version}"
+                                              f", this is {saved_backend} {version}")
+                    blob = _read_checked(adir, inst["file"], inst["sha256"])
+                    op.add_serialized(tuple(tuple(s) for s in inst["shapes"]), blob)
                 except Exception as exc:
-                    op.stats.last_error = f"saved engine {inst['file']} failed to load: {exc}"
-                    log.warning("%s: %s; it will be rebuilt or run natively", name,
-                                op.stats.last_error)
+                    op.record_load_failure(f"saved engine {inst['file']} not loaded: {exc}")
         ops[name] = op
     fn = ConvertedFunction(graph_def, inputs, outputs, ops)
     return LoadedModel({manifest["signature_key"]: fn}, manifest, ops)
