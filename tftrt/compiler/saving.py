@@ -11,6 +11,7 @@ is unpickled or evaluated on load.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -160,11 +161,36 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
         os.fsync(f.fileno())
 
 
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap directories ``a`` and ``b`` (Linux renameat2); False if unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP):
+        return False  # the filesystem cannot exchange: fall back to two renames
+    raise OSError(err, os.strerror(err), b)
+
+
 def _replace_dir(tmp: str, target: str) -> None:
-    """Move ``tmp`` to ``target``; an existing target is swapped out, then removed."""
+    """Move ``tmp`` to ``target``; an existing target is swapped out, then removed.
+
+    The swap is one atomic exchange where the OS offers it, so a process killed at
+    any point leaves either the old or the new model at ``target``. Elsewhere it is
+    two renames, and a kill between them leaves the old model in ``.tftrt-old-*``.
+    """
     backup = None
     if os.path.isdir(target):
         if os.listdir(target):
+            if _exchange(tmp, target):
+                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old model
+                return
             backup = tempfile.mkdtemp(prefix=".tftrt-old-", dir=os.path.dirname(target))
             os.rmdir(backup)
             os.rename(target, backup)
