@@ -80,6 +80,7 @@ class ConvertParams:
     deny: tuple[str, ...]
     dynamic_shape: bool
     backend: str
+    save: bool  # also save, reload (tftrt.load and plain TF) and compare those
 
 
 op_specs = st.builds(
@@ -113,7 +114,8 @@ convert_params = st.builds(
     max_engines=st.sampled_from([None, 1, 2]),
     deny=st.lists(st.sampled_from(DENYABLE), max_size=2, unique=True).map(tuple),
     dynamic_shape=st.booleans(),
-    backend=st.sampled_from(["openvino", "onnxruntime"]))
+    backend=st.sampled_from(["openvino", "onnxruntime"]),
+    save=st.integers(0, 3).map(lambda k: k == 0))
 
 
 class _Builder:

@@ -22,8 +22,10 @@ from collections import Counter
 import networkx as nx
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 
+import tftrt
 from tests.conftest import export_module
 from tests.fuzz_graphs import ConvertParams, GraphSpec, build_function, convert_params, graph_specs
 from tftrt import trt_convert as trt
@@ -119,14 +121,22 @@ def check_graph(spec: GraphSpec, params: ConvertParams, workdir: str) -> None:
     assert_acyclic(gd)
     assert_node_placement(conv)
     n_engines = sum(1 for n in gd.node if n.op == ENGINE_OP)
+    runs = [converted]
+    if params.save:
+        out = os.path.join(workdir, "converted")
+        conv.build(lambda: iter([dict(zip(spec.input_names(), spec.inputs(), strict=True))]))
+        conv.save(out)
+        runs += [tftrt.load(out).signatures["serving_default"],
+                 tf.saved_model.load(out).signatures["serving_default"]]
     batches = [spec.batch] + ([spec.batch + 2] if spec.dynamic_batch else [])
     for k, batch in enumerate(batches):
         xs = spec.inputs(batch, seed=k)
         want = fn(*xs)
-        got = converted(**dict(zip(spec.input_names(), xs, strict=True)))
-        assert set(got) == set(want)
-        for name in want:
-            assert_same(got[name], want[name].numpy(), name)
+        for run in runs:
+            got = run(**dict(zip(spec.input_names(), xs, strict=True)))
+            assert set(got) == set(want)
+            for name in want:
+                assert_same(got[name], want[name].numpy(), name)
     for op in conv.engines.values():
         assert op.stats.build_failures == 0 and op.stats.run_failures == 0, op.stats.last_error
     STATS["graphs"] += 1
