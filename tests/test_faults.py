@@ -186,28 +186,23 @@ def _inject(fault: str, saved: dict, allow: bool, tmp_path) -> tuple[str, str]:
     return path, match
 
 
+@pytest.mark.parametrize("allow_build", [True, False], ids=["rebuilt", "native"])
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_bad_saved_engine_is_rebuilt(saved, fault, tmp_path, caplog) -> None:
-    path, match = _inject(fault, saved, True, tmp_path)
+def test_bad_saved_engine_is_rebuilt_or_runs_natively(saved, fault, allow_build, tmp_path,
+                                                       caplog, monkeypatch) -> None:
+    """Rebuilt from its ONNX model if runtime builds are allowed, else the native segment."""
+    path, match = _inject(fault, saved, allow_build, tmp_path)
     with caplog.at_level(logging.WARNING, logger="tftrt"):
         model = tftrt.load(path)
     fn = model.signatures["serving_default"]
     assert_tf_results_with_one_warning(fn, model.engines, caplog, 2, match)
     (op,) = model.engines.values()
-    assert "it will be rebuilt" in caplog.text
-    assert (op.stats.load_failures, op.stats.builds, op.stats.engine_calls) == (1, 1, 2)
-
-
-@pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_bad_saved_engine_without_runtime_builds_runs_natively(saved, fault, tmp_path, caplog,
-                                                                monkeypatch) -> None:
-    path, match = _inject(fault, saved, False, tmp_path)
-    with caplog.at_level(logging.WARNING, logger="tftrt"):
-        model = tftrt.load(path)
-    fn = model.signatures["serving_default"]
-    assert_tf_results_with_one_warning(fn, model.engines, caplog, 2, match)
-    (op,) = model.engines.values()
-    assert (op.stats.load_failures, op.stats.builds, op.stats.native_calls) == (1, 0, 2)
+    st = op.stats
+    if allow_build:
+        assert "it will be rebuilt" in caplog.text
+        assert (st.load_failures, st.builds, st.engine_calls, st.native_calls) == (1, 1, 2, 0)
+        return
+    assert (st.load_failures, st.builds, st.engine_calls, st.native_calls) == (1, 0, 0, 2)
     monkeypatch.setenv("TF_TRT_ALLOW_ENGINE_NATIVE_SEGMENT_EXECUTION", "0")
     with pytest.raises(EngineError, match=f"{op.name}: no usable engine.*{match}"):
         _out(fn)

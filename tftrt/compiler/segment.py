@@ -67,19 +67,20 @@ def _post_order(g: IR) -> list[str]:
     return order
 
 
-def cluster(g: IR) -> list[Segment]:
+def cluster(g: IR, contraction: type | None = None) -> list[Segment]:
     """Union-find contraction of supported nodes; a merge never closes a cycle.
 
     Visiting nodes from the outputs toward the inputs, each supported node
     absorbs the supported consumers it can reach by an edge, unless another
     path leads from it to that consumer (merging would then create a cycle).
+    ``contraction`` (tests only) replaces the contracted graph's implementation.
     """
     candidates = {n for n, d in g.nodes(data=True) if d.get("supported")}
     # Contracted graph over cluster roots; data and control edges both count.
     cg = nx.DiGraph()
     cg.add_nodes_from(g.nodes)
     cg.add_edges_from((u, v) for u, v in g.edges() if u != v)
-    order = _TopoOrder(cg)
+    order = (contraction or _TopoOrder)(cg)
     uf = _UnionFind(g.nodes)
     for node in _post_order(g):
         if node not in candidates:
