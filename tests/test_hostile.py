@@ -86,13 +86,11 @@ BAD_INPUTS = [
 @pytest.fixture(scope="module")
 def converted(mlp, tmp_path_factory) -> dict:
     """The MLP as two engines around a native Tanh (TF runs the graph), and saved+loaded."""
-    os.environ["TF_TRT_OP_DENYLIST"] = "Tanh"
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TF_TRT_OP_DENYLIST", "Tanh")
         conv = trt.TrtGraphConverterV2(input_saved_model_dir=mlp, minimum_segment_size=2,
                                        use_dynamic_shape=True)
         fn = conv.convert()
-    finally:
-        del os.environ["TF_TRT_OP_DENYLIST"]
     conv.build(lambda: iter([np.zeros((2, 16), np.float32)]))
     out = str(tmp_path_factory.mktemp("saved") / "out")
     conv.save(out)
