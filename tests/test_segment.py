@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tftrt.compiler import segment
 from tftrt.compiler.ir import IR
@@ -108,3 +110,38 @@ def test_segment_without_inputs_is_dropped() -> None:
     ops = {"k": "Const"}
     g = make_ir([("k", "a"), ("a", "out")], {"k", "a"}, ops)
     assert segment.drop_inputless(g, segment.cluster(g)) == []
+
+
+class _PlainSearch:
+    """The plain contraction: a full path search per merge, as an oracle."""
+
+    def __init__(self, cg: nx.DiGraph) -> None:
+        self.cg = cg
+
+    def other_path(self, src: str, dst: str) -> bool:
+        return any(nx.has_path(self.cg, src, p) for p in self.cg.predecessors(dst) if p != src)
+
+    def contract(self, src: str, dst: str) -> None:
+        self.cg.add_edges_from((p, src) for p in self.cg.predecessors(dst) if p != src)
+        self.cg.add_edges_from((src, s) for s in self.cg.successors(dst) if s != src)
+        self.cg.remove_node(dst)
+
+
+@st.composite
+def random_dags(draw) -> IR:
+    n = draw(st.integers(2, 24))
+    names = [f"n{i:02d}" for i in range(n)]
+    pairs = [(names[i], names[j]) for i in range(n) for j in range(i + 1, n)]
+    edges = draw(st.lists(st.sampled_from(pairs), min_size=1, max_size=60, unique=True))
+    supported = set(draw(st.lists(st.sampled_from(names), max_size=n)))
+    control = set(draw(st.lists(st.sampled_from(edges), max_size=4)))
+    return make_ir(edges, supported, control=control)
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_dags())
+def test_pruned_cycle_check_matches_the_plain_search(g: IR) -> None:
+    segs = segment.cluster(g)
+    assert sorted(map(sorted, (s.nodes for s in segs))) == \
+        sorted(map(sorted, (s.nodes for s in segment.cluster(g, _PlainSearch))))
+    assert contracted_is_acyclic(g, segs)

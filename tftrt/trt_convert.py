@@ -291,6 +291,11 @@ def engine_notes(op: Any) -> list[str]:
                      f"of shapes {cal['input_shapes']}, {cal.get('weight_bits', 8)}-bit weights")
     elif cal and cal.get("source") == "graph":
         notes.append("INT8 scales: from the graph's quantization ops")
+    st = op.stats
+    if st.build_failures or st.run_failures or st.load_failures or st.native_calls:
+        notes.append(f"Native fallback: {st.native_calls} native calls, {st.engine_calls} engine "
+                     f"calls; failures: {st.build_failures} build, {st.run_failures} run, "
+                     f"{st.load_failures} load; last error: {st.last_error}")
     return notes
 
 

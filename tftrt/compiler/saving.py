@@ -11,6 +11,7 @@ is unpickled or evaluated on load.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
 from tftrt.compiler.freeze import SignatureTensor
 from tftrt.compiler.ir import REF_VARIABLE_OPS
 from tftrt.compiler.lowering import TensorSpec
+from tftrt.compiler.manifest import validate as validate_manifest
 from tftrt.compiler.pipeline import CompileOptions, Conversion
 from tftrt.errors import SavedModelError, SaveError
 from tftrt.plugins.manager import get_registry
@@ -175,11 +177,36 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
         os.fsync(f.fileno())
 
 
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap directories ``a`` and ``b`` (Linux renameat2); False if unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP):
+        return False  # the filesystem cannot exchange: fall back to two renames
+    raise OSError(err, os.strerror(err), b)
+
+
 def _replace_dir(tmp: str, target: str) -> None:
-    """Move ``tmp`` to ``target``; an existing target is swapped out, then removed."""
+    """Move ``tmp`` to ``target``; an existing target is swapped out, then removed.
+
+    The swap is one atomic exchange where the OS offers it, so a process killed at
+    any point leaves either the old or the new model at ``target``. Elsewhere it is
+    two renames, and a kill between them leaves the old model in ``.tftrt-old-*``.
+    """
     backup = None
     if os.path.isdir(target):
         if os.listdir(target):
+            if _exchange(tmp, target):
+                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old model
+                return
             backup = tempfile.mkdtemp(prefix=".tftrt-old-", dir=os.path.dirname(target))
             os.rmdir(backup)
             os.rename(target, backup)
@@ -236,7 +263,7 @@ def _read_manifest(adir: str) -> dict:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise SavedModelError(f"manifest format version {manifest.get('format_version')!r} is "
                               f"not supported (this tftrt reads {FORMAT_VERSION})")
-    return manifest
+    return validate_manifest(manifest, path)
 
 
 def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
@@ -275,15 +302,19 @@ def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
             max_workspace_size_bytes=opts["max_workspace_size_bytes"],
             calibration=meta.get("calibration"))
         if engine_backend.name == saved_backend:
+            # A saved engine that fails its checksum, was built by another version of
+            # the backend, or does not deserialize is dropped with one warning: the
+            # engine is rebuilt from its (checked) ONNX model or its native segment runs.
+            saved_version, version = manifest["backend_version"], engine_backend.version()
             for inst in meta["instances"]:
-                blob = _read_checked(adir, inst["file"], inst["sha256"])
-                key = tuple(tuple(s) for s in inst["shapes"])
                 try:
-                    op.add_serialized(key, blob)
+                    if saved_version != version:
+                        raise SavedModelError(f"it was built by {saved_backend} {saved_version}"
+                                              f", this is {saved_backend} {version}")
+                    blob = _read_checked(adir, inst["file"], inst["sha256"])
+                    op.add_serialized(tuple(tuple(s) for s in inst["shapes"]), blob)
                 except Exception as exc:
-                    op.stats.last_error = f"saved engine {inst['file']} failed to load: {exc}"
-                    log.warning("%s: %s; it will be rebuilt or run natively", name,
-                                op.stats.last_error)
+                    op.record_load_failure(f"saved engine {inst['file']} not loaded: {exc}")
         ops[name] = op
     fn = ConvertedFunction(graph_def, inputs, outputs, ops,
                            captures=_load_variables(export_dir, manifest))
@@ -293,6 +324,9 @@ def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
 def _load_variables(export_dir: str, manifest: dict) -> dict[str, Any]:
     """Resource Placeholder name -> variable, for models converted without freezing."""
     names = manifest.get("variables") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SavedModelError(f"the manifest in {export_dir!r} is malformed: variables must "
+                              "be a list of node names")
     if not names:
         return {}
     try:

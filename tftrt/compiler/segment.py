@@ -8,6 +8,7 @@ segments and returns segments.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -67,35 +68,21 @@ def _post_order(g: IR) -> list[str]:
     return order
 
 
-def cluster(g: IR) -> list[Segment]:
+def cluster(g: IR, contraction: type | None = None) -> list[Segment]:
     """Union-find contraction of supported nodes; a merge never closes a cycle.
 
     Visiting nodes from the outputs toward the inputs, each supported node
     absorbs the supported consumers it can reach by an edge, unless another
     path leads from it to that consumer (merging would then create a cycle).
+    ``contraction`` (tests only) replaces the contracted graph's implementation.
     """
     candidates = {n for n, d in g.nodes(data=True) if d.get("supported")}
     # Contracted graph over cluster roots; data and control edges both count.
     cg = nx.DiGraph()
     cg.add_nodes_from(g.nodes)
     cg.add_edges_from((u, v) for u, v in g.edges() if u != v)
+    order = (contraction or _TopoOrder)(cg)
     uf = _UnionFind(g.nodes)
-
-    def creates_cycle(src: str, dst: str) -> bool:
-        # Another path src -> ... -> dst exists iff src is reachable backwards from
-        # a predecessor of dst other than src.
-        stack = [p for p in cg.predecessors(dst) if p != src]
-        seen = set(stack)
-        while stack:
-            n = stack.pop()
-            if n == src:
-                return True
-            for p in cg.predecessors(n):
-                if p not in seen:
-                    seen.add(p)
-                    stack.append(p)
-        return False
-
     for node in _post_order(g):
         if node not in candidates:
             continue
@@ -104,9 +91,9 @@ def cluster(g: IR) -> list[Segment]:
         while changed:
             changed = False
             for dst in sorted(cg.successors(src)):
-                if dst not in candidates or creates_cycle(src, dst):
+                if dst not in candidates or order.other_path(src, dst):
                     continue
-                _contract(cg, src, dst)
+                order.contract(src, dst)
                 uf.parent[dst] = src
                 changed = True
                 break
@@ -116,14 +103,67 @@ def cluster(g: IR) -> list[Segment]:
     return [Segment(frozenset(m)) for m in groups.values()]
 
 
-def _contract(cg: nx.DiGraph, src: str, dst: str) -> None:
-    for p in list(cg.predecessors(dst)):
-        if p != src:
-            cg.add_edge(p, src)
-    for s in list(cg.successors(dst)):
-        if s != src:
-            cg.add_edge(src, s)
-    cg.remove_node(dst)
+class _TopoOrder:
+    """A contracted graph with a topological rank per node, kept valid as edges are added.
+
+    Ranks prune the path searches to the nodes between the two ends (a node on a
+    path ``u -> ... -> v`` ranks between them), so a merge costs the size of the
+    region it touches rather than of the graph. An added edge that goes against the
+    order reorders just that region (Pearce and Kelly's dynamic topological sort).
+    On a graph with cycles (v1 control flow) the searches are not pruned.
+    """
+
+    def __init__(self, cg: nx.DiGraph) -> None:
+        self.cg = cg
+        try:
+            self.rank: dict[str, float] | None = {
+                n: i for i, n in enumerate(nx.topological_sort(cg))}
+        except nx.NetworkXUnfeasible:
+            self.rank = None
+
+    def _r(self, n: str) -> float:
+        return 0 if self.rank is None else self.rank[n]
+
+    def _reach(self, starts: Iterable[str], step, keep) -> set[str]:
+        stack = [n for n in starts if keep(n)]
+        seen = set(stack)
+        while stack:
+            for m in step(stack.pop()):
+                if m not in seen and keep(m):
+                    seen.add(m)
+                    stack.append(m)
+        return seen
+
+    def other_path(self, src: str, dst: str) -> bool:
+        """Whether a path ``src -> ... -> dst`` exists besides the edge ``src -> dst``."""
+        limit = math.inf if self.rank is None else self.rank[dst]
+        starts = [s for s in self.cg.successors(src) if s != dst]
+        reached = self._reach(starts, self.cg.successors, lambda n: self._r(n) < limit)
+        return any(self.cg.has_edge(n, dst) for n in reached)
+
+    def contract(self, src: str, dst: str) -> None:
+        """Merge ``dst`` into ``src`` (an edge ``src -> dst`` with no other path)."""
+        for s in list(self.cg.successors(dst)):
+            if s != src:
+                self.cg.add_edge(src, s)  # rank src < rank dst < rank s: still ordered
+        for p in list(self.cg.predecessors(dst)):
+            if p != src:
+                self._add_edge(p, src)
+        self.cg.remove_node(dst)
+        if self.rank is not None:
+            del self.rank[dst]
+
+    def _add_edge(self, u: str, v: str) -> None:
+        self.cg.add_edge(u, v)
+        if self.rank is None or self.rank[u] < self.rank[v]:
+            return
+        lo, hi = self.rank[v], self.rank[u]
+        fwd = self._reach([v], self.cg.successors, lambda n: self.rank[n] < hi)
+        bwd = self._reach([u], self.cg.predecessors, lambda n: self.rank[n] > lo)
+        assert not fwd & bwd, "contraction closed a cycle"
+        moved = sorted(bwd, key=self.rank.__getitem__) + sorted(fwd, key=self.rank.__getitem__)
+        for n, r in zip(moved, sorted(self.rank[n] for n in moved), strict=True):
+            self.rank[n] = r
 
 
 def drop_const_outputs(g: IR, segments: Iterable[Segment]) -> list[Segment]:

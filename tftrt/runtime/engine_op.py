@@ -47,6 +47,7 @@ class EngineStats:
     builds: int = 0
     build_failures: int = 0
     run_failures: int = 0
+    load_failures: int = 0
     last_error: str | None = None
 
 
@@ -122,6 +123,12 @@ class EngineOp:
         with self._lock:
             self._cache[tuple(tuple(s) for s in key)] = engine
 
+    def record_load_failure(self, message: str) -> None:
+        """A saved engine could not be restored; it is rebuilt on use, or the segment runs
+        natively."""
+        self.stats.load_failures += 1
+        self._failed(message, "it will be rebuilt" if self.allow_build_at_runtime else None)
+
     @property
     def precision(self) -> str | None:
         """The precision the cached engines run at (None before any engine exists)."""
@@ -171,12 +178,12 @@ class EngineOp:
         self.stats.native_calls += 1
         return self.native(inputs)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, remedy: str | None = None) -> None:
         self.stats.last_error = message
         if not self._warned:
             self._warned = True
-            fallback = "running the native segment instead" if native_fallback_allowed() \
-                else "native fallback is disabled"
+            fallback = remedy or ("running the native segment instead"
+                                  if native_fallback_allowed() else "native fallback is disabled")
             log.warning("%s: %s; %s", self.name, message, fallback)
 
     @staticmethod

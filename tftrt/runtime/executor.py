@@ -140,7 +140,13 @@ class ConvertedFunction:
                     for spec, p in zip(self.outputs, out_ports, strict=True)}
         if self._tf_fn is None:
             self._tf_fn = self._build_tf_function()
-        results = self._tf_fn(*[tf.convert_to_tensor(v) for v in values])
+        try:
+            results = self._tf_fn(*[tf.convert_to_tensor(v) for v in values])
+        except tf.errors.OpError:
+            error, self._binding.error = self._binding.error, None
+            if error is not None:
+                raise error from None
+            raise
         return {spec.name: t for spec, t in zip(self.outputs, results, strict=True)}
 
     def _build_tf_function(self):

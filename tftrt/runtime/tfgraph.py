@@ -13,6 +13,7 @@ from tensorflow.python.framework.function_def_to_graph import function_def_to_gr
 from tensorflow.python.ops import script_ops
 
 from tftrt.compiler.codegen import ENGINE_OP
+from tftrt.errors import TftrtError
 
 
 def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
@@ -71,11 +72,16 @@ class PyFuncBinding:
     def __init__(self) -> None:
         self._funcs: list[object] = []  # the registry holds callbacks weakly
         self._tokens: list[str] = []
+        self.error: TftrtError | None = None  # the last tftrt error a callback raised
 
     def token(self, fn: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
               out_dtypes: Sequence[tf.DType]) -> str:
         def call(*args: tf.Tensor) -> list[np.ndarray]:
-            return fn([a.numpy() for a in args])
+            try:
+                return fn([a.numpy() for a in args])
+            except TftrtError as exc:  # TF wraps it in an UnknownError; the caller unwraps
+                self.error = exc
+                raise
 
         wrapped = script_ops.EagerFunc(call, list(out_dtypes), False)
         self._funcs.append(wrapped)

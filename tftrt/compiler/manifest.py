@@ -1,0 +1,102 @@
+"""The schema of a converted model's ``manifest.json`` and its validation.
+
+``load_converted`` trusts nothing in a loaded model but TensorFlow's own ops and
+the engine runtimes: the manifest is plain JSON, checked here before any field
+is used (types, required keys, file names inside the model, SHA-256 digests);
+every file it names is then read through its checksum. Keys the schema does not
+name are allowed, so a newer tftrt can add fields without breaking older readers
+of the same format version.
+
+A small declarative checker rather than jsonschema: the schema is one fixed
+structure, and the checks it needs (relative paths, hex digests) are one-liners
+here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tftrt.errors import SavedModelError
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _relative_path(v: Any) -> bool:
+    """A file name inside the model: relative, no '..' component, no drive or NUL."""
+    parts = v.replace("\\", "/").split("/")
+    return bool(v) and not v.startswith(("/", "\\")) and ":" not in v and "\0" not in v \
+        and ".." not in parts
+
+
+def _dims(v: Any) -> bool:
+    return isinstance(v, list) and all(d is None or (type(d) is int and d >= -1) for d in v)
+
+
+def _int_dims(v: Any) -> bool:
+    return isinstance(v, list) and all(type(d) is int and d >= 0 for d in v)
+
+
+# Leaf checks: a type, or a predicate with a description for the error.
+STR = (str, "a string")
+BOOL = (bool, "a boolean")
+SHA = (lambda v: isinstance(v, str) and _SHA256.fullmatch(v) is not None,
+       "a SHA-256 hex digest")
+PATH = (lambda v: isinstance(v, str) and _relative_path(v), "a relative path inside the model")
+SHAPE = (lambda v: v is None or _dims(v), "null or a list of dimensions")
+POS_INT = (lambda v: type(v) is int and v >= 1, "an integer >= 1")
+NON_NEG_INT = (lambda v: type(v) is int and v >= 0, "an integer >= 0")
+DTYPE = (lambda v: v in {"float16", "bfloat16", "float32", "float64", "int8", "uint8",
+                         "int16", "int32", "int64", "bool"}, "a tensor dtype name")
+PRECISION = (lambda v: v in ("FP32", "FP16", "INT8"), "FP32, FP16 or INT8")
+
+SIGNATURE_TENSOR = {"name": STR, "ref": STR, "dtype": DTYPE, "shape": SHAPE}
+SEGMENT_TENSOR = {"ref": STR, "dtype": DTYPE, "shape": SHAPE}
+INSTANCE = {"shapes": [(_int_dims, "a list of dimensions")], "file": PATH, "sha256": SHA,
+            "precision": STR}
+ENGINE = {"onnx": PATH, "onnx_sha256": SHA, "inputs": [SEGMENT_TENSOR],
+          "outputs": [SEGMENT_TENSOR], "instances": [INSTANCE]}
+SCHEMA = {
+    "format": STR, "format_version": (lambda v: type(v) is int, "an integer"),
+    "tftrt_version": STR, "signature_key": STR,
+    "inputs": [SIGNATURE_TENSOR], "outputs": [SIGNATURE_TENSOR],
+    "graph": PATH, "graph_sha256": SHA, "backend": STR, "backend_version": STR,
+    "options": {"precision_mode": PRECISION, "use_dynamic_shape": BOOL,
+                "maximum_cached_engines": POS_INT, "max_workspace_size_bytes": NON_NEG_INT,
+                "allow_build_at_runtime": BOOL},
+    "engines": ({str: ENGINE}),
+}
+
+
+def problems(value: Any, schema: Any = None, where: str = "manifest") -> list[str]:
+    """Every way ``value`` departs from ``schema`` (the manifest's by default)."""
+    schema = SCHEMA if schema is None else schema
+    if isinstance(schema, list):  # a list of items of one schema
+        if not isinstance(value, list):
+            return [f"{where} must be a list"]
+        return [p for k, v in enumerate(value) for p in problems(v, schema[0], f"{where}[{k}]")]
+    if isinstance(schema, dict) and set(schema) == {str}:  # a map of string keys
+        if not isinstance(value, dict):
+            return [f"{where} must be an object"]
+        return [p for k, v in value.items()
+                for p in problems(v, schema[str], f"{where}[{k!r}]")]
+    if isinstance(schema, dict):  # an object with these required keys
+        if not isinstance(value, dict):
+            return [f"{where} must be an object"]
+        out = [f"{where}.{k} is missing" for k in schema if k not in value]
+        return out + [p for k, s in schema.items() if k in value
+                      for p in problems(value[k], s, f"{where}.{k}")]
+    check, what = schema
+    ok = isinstance(value, check) and not (check is not bool and isinstance(value, bool)) \
+        if isinstance(check, type) else check(value)
+    return [] if ok else [f"{where} must be {what}, got {value!r:.60}"]
+
+
+def validate(manifest: Any, path: str) -> dict:
+    """``manifest`` if it matches the schema, else a ``SavedModelError`` listing the problems."""
+    found = problems(manifest)
+    if found:
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        raise SavedModelError(f"the manifest {path!r} is malformed: " + "; ".join(found[:5])
+                              + more)
+    return manifest
