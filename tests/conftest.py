@@ -19,9 +19,11 @@ def max_rel_err(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.abs(got.astype(np.float64) - want).max() / scale)
 
 
-def export_module(path: str, fn, specs) -> str:
-    """Save a tf.function as a SavedModel with a serving_default signature."""
+def export_module(path: str, fn, specs, variables=()) -> str:
+    """Save a tf.function (reading ``variables``) as a SavedModel with a serving_default
+    signature."""
     module = tf.Module()
+    module.tracked = list(variables)
     module.fn = tf.function(fn, input_signature=specs)
     tf.saved_model.save(module, path, signatures={"serving_default": module.fn})
     return path

@@ -49,6 +49,7 @@ class GraphSpec:
     outputs: tuple[int, ...]
     int_outputs: tuple[int, ...]
     seed: int
+    variables: bool = False  # the shared float constants are tf.Variables instead
 
     def input_shape(self, batch: int | None) -> list[int | None]:
         return [batch, 2, self.width] if self.rank3 else [batch, self.width]
@@ -81,6 +82,7 @@ class ConvertParams:
     dynamic_shape: bool
     backend: str
     save: bool  # also save, reload (tftrt.load and plain TF) and compare those
+    unfrozen: bool  # TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing (needs dynamic_shape)
 
 
 op_specs = st.builds(
@@ -105,7 +107,7 @@ def graph_specs(draw, max_ops: int = 12) -> GraphSpec:
         float_inputs=draw(st.integers(1, 2)), int_input=int_input, ops=tuple(ops),
         outputs=tuple(draw(st.lists(st.integers(0, 63), min_size=1, max_size=3))),
         int_outputs=tuple(draw(st.lists(st.integers(0, 63), max_size=1))) if int_input else (),
-        seed=draw(st.integers(0, 2**16)))
+        seed=draw(st.integers(0, 2**16)), variables=draw(st.booleans()))
 
 
 convert_params = st.builds(
@@ -115,19 +117,22 @@ convert_params = st.builds(
     deny=st.lists(st.sampled_from(DENYABLE), max_size=2, unique=True).map(tuple),
     dynamic_shape=st.booleans(),
     backend=st.sampled_from(["openvino", "onnxruntime"]),
-    save=st.integers(0, 3).map(lambda k: k == 0))
+    save=st.integers(0, 3).map(lambda k: k == 0),
+    unfrozen=st.booleans())
 
 
 class _Builder:
     """Applies a GraphSpec's ops to a pool of float tensors and a pool of int32 tensors."""
 
-    def __init__(self, spec: GraphSpec, args) -> None:
+    def __init__(self, spec: GraphSpec, args, variables: list[tf.Variable]) -> None:
         self.spec = spec
         self.rng = np.random.default_rng(spec.seed)
         self.floats = list(args[:spec.float_inputs])
         self.ints = list(args[spec.float_inputs:])
-        self.consts = [tf.constant(self.rng.uniform(-1, 1, spec.width).astype(np.float32))
-                       for _ in range(3)]  # shared: each Const has several consumers
+        values = shared_values(spec)
+        # shared: each Const (or variable read) has several consumers
+        self.consts = ([tf.convert_to_tensor(v) for v in variables] if variables
+                       else [tf.constant(v) for v in values])
         self.int_consts = [tf.constant(self.rng.integers(-3, 4, spec.width).astype(np.int32))
                            for _ in range(3)]
         self.weights: dict[tuple[int, int], tf.Tensor] = {}
@@ -185,7 +190,10 @@ class _Builder:
             out = [fn(self.fit(f(op.a), c), c)]
         elif k == "MatMul":
             x = f(op.a)
-            out = [tf.matmul(x, self.weight(int(x.shape[-1]), op.const))]
+            w = self.weight(int(x.shape[-1]), op.const)
+            if self.spec.variables:  # columns scaled by a variable: a weight read at run time
+                w = w * self.consts[op.const]
+            out = [tf.matmul(x, w)]
         elif k in ("Sum", "Mean"):
             fn = tf.reduce_sum if k == "Sum" else tf.reduce_mean
             out = [fn(f(op.a), axis=-1, keepdims=True)]
@@ -228,13 +236,25 @@ class _Builder:
         return outs
 
 
+def shared_values(spec: GraphSpec) -> list[np.ndarray]:
+    """The values of the three shared float constants (or variables)."""
+    rng = np.random.default_rng(spec.seed + 1)
+    return [rng.uniform(-1, 1, spec.width).astype(np.float32) for _ in range(3)]
+
+
 def build_function(spec: GraphSpec):
-    """The spec as a Python function of TF ops returning {name: tensor}."""
+    """The spec as a Python function of TF ops returning {name: tensor}.
+
+    With ``spec.variables`` the shared constants are variables, created here and
+    listed in ``fn.variables`` (a saved module must track them).
+    """
+    variables = [tf.Variable(v) for v in shared_values(spec)] if spec.variables else []
 
     def fn(*args):
-        b = _Builder(spec, args)
+        b = _Builder(spec, args, variables)
         for op in spec.ops:
             b.apply(op)
         return b.outputs()
 
+    fn.variables = variables
     return fn

@@ -31,6 +31,7 @@ from tests.fuzz_graphs import ConvertParams, GraphSpec, build_function, convert_
 from tftrt import trt_convert as trt
 from tftrt.compiler import ir
 from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
+from tftrt.report.summary import original_op
 
 RTOL = 1e-4
 STATS: Counter = Counter()
@@ -62,7 +63,8 @@ def assert_node_placement(conv: trt.TrtGraphConverterV2) -> None:
     them. A Const is in at least one; besides its one home it may be copied as a
     weight into a segment function that has a data consumer of it (TF-TRT copies
     outside Const producers into segments). Nothing else appears: the top level
-    holds only IR nodes and engine nodes, and the functions only IR nodes.
+    holds only IR nodes and engine nodes, and the functions only IR nodes. With
+    freezing disabled, a variable read whose value is known counts as a Const.
     """
     g = conv._conversion.ir  # the frozen graph, as segmentation saw it
     gd = conv.converted_graph_def
@@ -79,7 +81,7 @@ def assert_node_placement(conv: trt.TrtGraphConverterV2) -> None:
     for n, data in g.nodes(data=True):
         places = [e for e, names in funcs.items() if n in names] + (["<top>"] if n in top
                                                                    else [])
-        if data["op"] != "Const":
+        if not ir.is_const_like(g, n):
             assert len(places) == 1, f"node {n} ({data['op']}) is in {places or 'no place'}"
             continue
         assert places, f"Const {n} is in no place"
@@ -109,10 +111,12 @@ def assert_same(got, want, name: str) -> None:
 def check_graph(spec: GraphSpec, params: ConvertParams, workdir: str) -> None:
     """Save, convert and run one graph; assert acyclic, node placement and equal outputs."""
     fn = build_function(spec)
-    path = export_module(os.path.join(workdir, "model"), fn, spec.signature())
+    path = export_module(os.path.join(workdir, "model"), fn, spec.signature(), fn.variables)
     deny = ",".join(params.deny) or None
     max_engines = None if params.max_engines is None else str(params.max_engines)
-    with _env(TF_TRT_OP_DENYLIST=deny, TF_TRT_MAX_ALLOWED_ENGINES=max_engines):
+    features = "disable_graph_freezing" if params.unfrozen else None
+    with _env(TF_TRT_OP_DENYLIST=deny, TF_TRT_MAX_ALLOWED_ENGINES=max_engines,
+              TF_TRT_EXPERIMENTAL_FEATURES=features):
         conv = trt.TrtGraphConverterV2(
             input_saved_model_dir=path, minimum_segment_size=params.minimum_segment_size,
             use_dynamic_shape=params.dynamic_shape, backend=params.backend)
@@ -145,6 +149,9 @@ def check_graph(spec: GraphSpec, params: ConvertParams, workdir: str) -> None:
     STATS["graphs_with_int32_engine_io"] += any(
         s.dtype == np.int32 for op in conv.engines.values() for s in op.inputs + op.outputs)
     STATS["engines"] += n_engines
+    STATS["graphs_with_variables_baked_into_engines"] += any(
+        original_op(nd) == "ReadVariableOp" for f in gd.library.function for nd in f.node_def)
+    STATS["graphs_reading_variables_natively"] += any(n.op == "ReadVariableOp" for n in gd.node)
     STATS["graphs_with_engines"] += bool(n_engines)
     STATS["graphs_with_native_ops"] += any(n.op != ENGINE_OP and n.op not in (
         "Placeholder", "Identity", "Const", "NoOp") for n in gd.node)
@@ -197,7 +204,9 @@ def test_fuzz_long() -> None:
               f"graphs with engines: {STATS['graphs_with_engines']}, graphs with native ops: "
               f"{STATS['graphs_with_native_ops']}, graphs with control edges: "
               f"{STATS['graphs_with_control_edges']}, graphs with int32 engine I/O: "
-              f"{STATS['graphs_with_int32_engine_io']}, "
+              f"{STATS['graphs_with_int32_engine_io']}, graphs with variables baked into "
+              f"engines: {STATS['graphs_with_variables_baked_into_engines']}, graphs reading "
+              f"variables natively: {STATS['graphs_reading_variables_natively']}, "
               f"wall time: {time.monotonic() - start:.0f} s",
               flush=True)
     assert STATS["tried"] >= examples

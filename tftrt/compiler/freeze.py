@@ -143,11 +143,26 @@ def freeze_function(func, signature_key: str, freeze: bool = True) -> FrozenMode
     outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
     optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs])
     keep = {t.ref.split(":")[0] for t in inputs + outputs}
-    pruned = prune_dead_nodes(optimized, keep)
+    pruned = prune_dead_nodes(_drop_controls_on(optimized, set(variables)), keep)
     live = {n.name for n in pruned.node}
     return FrozenModel(pruned, inputs, outputs, signature_key,
                        {k: v for k, v in variables.items() if k in live},
                        {k: v for k, v in values.items() if k in live})
+
+
+def _drop_controls_on(graph_def: graph_pb2.GraphDef, names: set[str]) -> graph_pb2.GraphDef:
+    """Remove control inputs from the nodes ``names`` (captured-variable Placeholders).
+
+    Inlining leaves control edges from the signature's captures, which order
+    nothing (a Placeholder does no work) but would tie the graph to them.
+    """
+    if names:
+        for node in graph_def.node:
+            kept = [i for i in node.input if not (i.startswith("^") and i[1:] in names)]
+            if len(kept) != len(node.input):
+                del node.input[:]
+                node.input.extend(kept)
+    return graph_def
 
 
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
