@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tftrt.converters.base import converter, refusal
+from tftrt.converters.base import converter, refusal, refusal_of
 from tftrt.converters.context import NHWC_TO_NCHW, LoweringContext, NodeInfo, Perm
 
 NDHWC_TO_NCDHW: tuple[int, ...] = (0, 4, 1, 2, 3)
@@ -257,7 +257,7 @@ def _fused_conv(node: NodeInfo) -> tuple[_Window, np.ndarray] | str:
 
 
 @converter("FusedConv2DBiasActivation", const_inputs=(1, 2),
-           validate=lambda node: refusal(_fused_conv(node)),
+           validate=refusal_of(_fused_conv),
            restrictions="filter and bias constant; NHWC/NCHW, HWIO/OIHW; any "
                         "conv_input_scale and side input; activation None, Relu, Relu6, "
                         "Sigmoid or Tanh")
