@@ -23,11 +23,18 @@ import networkx as nx
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 import tftrt
 from tests.conftest import export_module
-from tests.fuzz_graphs import ConvertParams, GraphSpec, build_function, convert_params, graph_specs
+from tests.fuzz_graphs import (
+    ConvertParams,
+    GraphSpec,
+    OpSpec,
+    build_function,
+    convert_params,
+    graph_specs,
+)
 from tftrt import trt_convert as trt
 from tftrt.compiler import ir
 from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
@@ -165,6 +172,15 @@ def _run(spec: GraphSpec, params: ConvertParams) -> None:
 @settings(max_examples=int(os.environ.get("TFTRT_FUZZ_QUICK_EXAMPLES", "40")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(spec=graph_specs(max_ops=10), params=convert_params)
+# Found by the long run: the signature's outputs kept control edges from a captured
+# variable's Placeholder, so the unfrozen converted graph could not run.
+@example(spec=GraphSpec(
+    width=5, batch=1, dynamic_batch=True, rank3=False, float_inputs=2, int_input=False,
+    ops=(OpSpec("Abs", 0, 0, 0, 0, None), OpSpec("ConstBinary", 9, 6, 0, 1, 0),
+         OpSpec("AddN", 2, 1, 0, 0, 1)),
+    outputs=(0, 2), int_outputs=(), seed=993, variables=True),
+    params=ConvertParams(minimum_segment_size=2, max_engines=1, deny=(), dynamic_shape=True,
+                         backend="onnxruntime", save=True, unfrozen=True))
 def test_fuzz_quick(spec: GraphSpec, params: ConvertParams) -> None:
     _run(spec, params)
 
