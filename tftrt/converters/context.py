@@ -71,7 +71,7 @@ class NodeInfo:
         return self.attrs.get(key, default)
 
     def const(self, i: int) -> np.ndarray | None:
-        """The value of input ``i`` if its producer is a Const, else None."""
+        """The value of input ``i`` if its producer is a Const (or a known variable read)."""
         return self.input_consts[i]
 
     def rank(self, i: int) -> int | None:
