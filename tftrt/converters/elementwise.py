@@ -386,21 +386,25 @@ def convert_erfc(ctx: LoweringContext, node: NodeInfo) -> None:
     _emit_in_float32(ctx, node, body)
 
 
+def _kahan(ctx: LoweringContext, h: str, x: str, u: str, num: str, den: str, far: str) -> str:
+    """Kahan's accurate form near 0: ``num * x / den`` where |x| < 0.5 (``x`` itself where
+    ``u`` rounds to 1), ``far`` elsewhere."""
+    one, half = scalar_like(ctx, 1.0, F32), scalar_like(ctx, 0.5, F32)
+    ratio = ctx.node("Div", [ctx.node("Mul", [num, x], hint=f"{h}_num"), den], hint=f"{h}_kahan")
+    exact = ctx.node("Equal", [u, one], hint=f"{h}_u1")
+    near = ctx.node("Where", [exact, x, ratio], hint=f"{h}_near")
+    small = ctx.node("Less", [ctx.node("Abs", [x], hint=f"{h}_abs"), half], hint=f"{h}_small")
+    return ctx.node("Where", [small, near, far], hint=h)
+
+
 @converter("Expm1")
 def convert_expm1(ctx: LoweringContext, node: NodeInfo) -> None:
     def body(x: str) -> str:
-        # |x| < 0.5: Kahan's (u - 1) * x / log(u), u = exp(x); elsewhere u - 1 is accurate
+        # Kahan: (u - 1) * x / log(u), u = exp(x); away from 0, u - 1 is accurate
         h = node.name
-        one = scalar_like(ctx, 1.0, F32)
         u = ctx.node("Exp", [x], hint=f"{h}_exp")
-        um1 = ctx.node("Sub", [u, one], hint=f"{h}_um1")
-        ratio = ctx.node("Div", [ctx.node("Mul", [um1, x], hint=f"{h}_num"),
-                                 ctx.node("Log", [u], hint=f"{h}_log")], hint=f"{h}_kahan")
-        exact = ctx.node("Equal", [u, one], hint=f"{h}_u1")
-        near = ctx.node("Where", [exact, x, ratio], hint=f"{h}_near")
-        small = ctx.node("Less", [ctx.node("Abs", [x], hint=f"{h}_abs"),
-                                  scalar_like(ctx, 0.5, F32)], hint=f"{h}_small")
-        return ctx.node("Where", [small, near, um1], hint=f"{h}_expm1")
+        um1 = ctx.node("Sub", [u, scalar_like(ctx, 1.0, F32)], hint=f"{h}_um1")
+        return _kahan(ctx, h, x, u, um1, ctx.node("Log", [u], hint=f"{h}_log"), um1)
 
     _emit_in_float32(ctx, node, body)
 
@@ -408,19 +412,12 @@ def convert_expm1(ctx: LoweringContext, node: NodeInfo) -> None:
 @converter("Log1p")
 def convert_log1p(ctx: LoweringContext, node: NodeInfo) -> None:
     def body(x: str) -> str:
-        # |x| < 0.5: Kahan's log(u) * x / (u - 1), u = 1 + x; elsewhere log(u) is accurate
+        # Kahan: log(u) * x / (u - 1), u = 1 + x; away from 0, log(u) is accurate
         h = node.name
         one = scalar_like(ctx, 1.0, F32)
         u = ctx.node("Add", [x, one], hint=f"{h}_u")
         log_u = ctx.node("Log", [u], hint=f"{h}_log")
-        ratio = ctx.node("Div", [ctx.node("Mul", [log_u, x], hint=f"{h}_num"),
-                                 ctx.node("Sub", [u, one], hint=f"{h}_um1")],
-                         hint=f"{h}_kahan")
-        exact = ctx.node("Equal", [u, one], hint=f"{h}_u1")
-        near = ctx.node("Where", [exact, x, ratio], hint=f"{h}_near")
-        small = ctx.node("Less", [ctx.node("Abs", [x], hint=f"{h}_abs"),
-                                  scalar_like(ctx, 0.5, F32)], hint=f"{h}_small")
-        return ctx.node("Where", [small, near, log_u], hint=f"{h}_log1p")
+        return _kahan(ctx, h, x, u, log_u, ctx.node("Sub", [u, one], hint=f"{h}_um1"), log_u)
 
     _emit_in_float32(ctx, node, body)
 
