@@ -18,10 +18,9 @@ from tensorflow.python.framework import graph_to_function_def
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.compiler.lowering import SegmentPlan, TensorSpec, input_name, output_name
+from tftrt.report.summary import ORIGINAL_OP_ATTR
 
 ENGINE_OP = "TRTEngineOp"
-# on a native-segment Const that stands for a variable read: the read's op type
-ORIGINAL_OP_ATTR = "_tftrt_original_op"
 ENGINE_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"
 _GRAPH_SEQ = itertools.count()
 

@@ -22,6 +22,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from tftrt.engines import has_qdq
+
 # Kept in FP32 in an FP16-cast model: softmax, reductions, normalization statistics and
 # the transcendental functions whose range overflows half precision.
 FP32_OPS: tuple[str, ...] = (
@@ -42,12 +44,6 @@ def cast_to_fp16(model_bytes: bytes) -> bytes:
                                     op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST)
                                                          | set(FP32_OPS)))
     return cast.SerializeToString()
-
-
-def has_qdq(model_bytes: bytes) -> bool:
-    """True when the model has QuantizeLinear/DequantizeLinear pairs (explicit INT8)."""
-    model = onnx.load_from_string(model_bytes)
-    return any(n.op_type == "DequantizeLinear" for n in model.graph.node)
 
 
 # The data input of these ops is quantized when it comes from a DequantizeLinear through

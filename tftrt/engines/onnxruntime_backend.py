@@ -11,15 +11,9 @@ from importlib.util import find_spec
 
 import numpy as np
 
+from tftrt.engines import has_qdq
 from tftrt.plugins.hookspecs import hookimpl
 from tftrt.plugins.types import BuildConfig, Engine, EngineBackend
-
-
-def _has_qdq(model_bytes: bytes) -> bool:
-    import onnx
-
-    model = onnx.load_from_string(model_bytes)
-    return any(n.op_type == "DequantizeLinear" for n in model.graph.node)
 
 
 class OnnxRuntimeEngine:
@@ -37,7 +31,7 @@ class OnnxRuntimeEngine:
         self._inputs = [i.name for i in self._session.get_inputs()]
         # ONNX Runtime's CPU provider has no faster half kernels: FP16 runs as FP32.
         # Q/DQ pairs around convolutions and matrix multiplications run as int8 kernels.
-        self.precision = "INT8" if _has_qdq(model_bytes) else "FP32"
+        self.precision = "INT8" if has_qdq(model_bytes) else "FP32"
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self._session.run(None, dict(zip(self._inputs, inputs, strict=True)))

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from tensorflow.core.framework import graph_pb2
 
 ENGINE_OP = "TRTEngineOp"
-ORIGINAL_OP_ATTR = "_tftrt_original_op"  # codegen's marker on Consts standing for variable reads
+# on a native-segment Const that stands for a variable read (codegen): the read's op type
+ORIGINAL_OP_ATTR = "_tftrt_original_op"
 MIN_LINE_LENGTH = 160
 
 # (header, share of the line). The header spellings are TF-TRT's, including
