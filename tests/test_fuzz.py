@@ -13,7 +13,6 @@ The quick profile runs in the default suite. The long profile is run by hand::
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -42,24 +41,6 @@ from tftrt.report.summary import original_op
 
 RTOL = 1e-4
 STATS: Counter = Counter()
-
-
-def _setenv(values: dict[str, str | None]) -> None:
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@contextlib.contextmanager
-def _env(**values: str | None):
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        _setenv(values)
-        yield
-    finally:
-        _setenv(old)
 
 
 def assert_node_placement(conv: trt.TrtGraphConverterV2) -> None:
@@ -122,8 +103,14 @@ def check_graph(spec: GraphSpec, params: ConvertParams, workdir: str) -> None:
     deny = ",".join(params.deny) or None
     max_engines = None if params.max_engines is None else str(params.max_engines)
     features = "disable_graph_freezing" if params.unfrozen else None
-    with _env(TF_TRT_OP_DENYLIST=deny, TF_TRT_MAX_ALLOWED_ENGINES=max_engines,
-              TF_TRT_EXPERIMENTAL_FEATURES=features):
+    env = {"TF_TRT_OP_DENYLIST": deny, "TF_TRT_MAX_ALLOWED_ENGINES": max_engines,
+           "TF_TRT_EXPERIMENTAL_FEATURES": features}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            if value is None:
+                mp.delenv(key, raising=False)
+            else:
+                mp.setenv(key, value)
         conv = trt.TrtGraphConverterV2(
             input_saved_model_dir=path, minimum_segment_size=params.minimum_segment_size,
             use_dynamic_shape=params.dynamic_shape, backend=params.backend)
