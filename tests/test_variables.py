@@ -104,6 +104,7 @@ def test_keras_cnn_converts_reads_and_keeps_variables(unfrozen, cnn_dir, tmp_pat
     assert "ReadVariableOp" in [n.op for n in conv.frozen_graph_def.node]
     assert top_level_ops(conv).count("TRTEngineOp") == 1
     assert engine_ops(conv)["ReadVariableOp"] == 4  # conv kernel/bias, dense kernel/bias
+    assert fn.runs_without_tensorflow  # every read is in the engine: no TF per call
     (arg,) = [s.name for s in fn.inputs]  # Keras numbers its input names per process
     x = {arg: RNG.standard_normal((3, 8, 8, 2)).astype(np.float32)}
     (key, want), = reference(cnn_dir, **x).items()

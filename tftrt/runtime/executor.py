@@ -110,7 +110,7 @@ class ConvertedFunction:
             return None
         engine = engines[0]
         allowed = {ENGINE_OP, "Placeholder", "Identity", "NoOp"}
-        if self.captures or any(n.op not in allowed for n in self.graph_def.node):
+        if any(n.op not in allowed for n in self.graph_def.node):
             return None
         sig_in = {s.ref: k for k, s in enumerate(self.inputs)}
         in_order = []
