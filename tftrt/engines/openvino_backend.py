@@ -111,7 +111,16 @@ class OpenVinoBackend:
                 s is not None and all(d is not None and d >= 0 for d in s)
                 for s in config.input_shapes):
             model.reshape({k: list(s) for k, s in enumerate(config.input_shapes)})
-        return OpenVinoEngine(core.compile_model(model, "CPU", _properties(config)))
+        props = _properties(config)
+        try:
+            return OpenVinoEngine(core.compile_model(model, "CPU", props))
+        except RuntimeError:
+            # Half precision is allowed, never required: some int8 layers have no bf16
+            # kernel on AMX CPUs ("No suitable implementations"); FP32 around them does.
+            if props["INFERENCE_PRECISION_HINT"] == "f32":
+                raise
+            return OpenVinoEngine(core.compile_model(model, "CPU",
+                                                     {**props, "INFERENCE_PRECISION_HINT": "f32"}))
 
     def deserialize(self, data: bytes, config: BuildConfig) -> Engine:
         compiled = _core().import_model(io.BytesIO(data), "CPU", _properties(config))
