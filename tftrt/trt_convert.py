@@ -19,6 +19,7 @@ from tftrt.compiler.pipeline import CompileOptions, Conversion, compile_model
 from tftrt.errors import CalibrationError, ConversionStateError, InputSpecError
 from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
+from tftrt.report.nonconversion import emit_nonconversion_report
 from tftrt.report.summary import format_summary
 from tftrt.runtime.executor import ConvertedFunction
 
@@ -197,6 +198,7 @@ class TrtGraphConverterV2:
         frozen = load_and_freeze(self._input_saved_model_dir, self._input_saved_model_tags,
                                  self._input_saved_model_signature_key, freeze=self._freeze)
         conversion = compile_model(frozen, self._options, get_registry(), self._backend)
+        emit_nonconversion_report(conversion.nonconversion)
         func = ConvertedFunction(conversion.graph_def, frozen.inputs, frozen.outputs,
                                  conversion.engines, captures=frozen.variables)
         if not self._need_calibration and self._options.precision_mode == "INT8":

@@ -17,10 +17,16 @@ from tensorflow.python.framework import graph_to_function_def
 
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
-from tftrt.compiler.lowering import SegmentPlan, TensorSpec, input_name, output_name
-from tftrt.report.summary import ORIGINAL_OP_ATTR
+from tftrt.compiler.lowering import SegmentPlan
+from tftrt.specs import (
+    ENGINE_OP,
+    ORIGINAL_OP_ATTR,
+    TensorSpec,
+    input_name,
+    native_segment_name,
+    output_name,
+)
 
-ENGINE_OP = "TRTEngineOp"
 ENGINE_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"
 _GRAPH_SEQ = itertools.count()
 
@@ -32,10 +38,6 @@ def next_graph_sequence() -> int:
 
 def engine_name(graph_seq: int, index: int) -> str:
     return f"{ENGINE_OP}_{graph_seq:03d}_{index:03d}"
-
-
-def native_segment_name(engine: str) -> str:
-    return f"{engine}_native_segment"
 
 
 @dataclass(frozen=True)

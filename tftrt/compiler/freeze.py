@@ -21,25 +21,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from tensorflow.python.grappler import tf_optimizer
 
 from tftrt.errors import SavedModelError
-
-
-@dataclass(frozen=True)
-class SignatureTensor:
-    """One signature input or output: its key, the graph tensor, dtype and shape."""
-
-    name: str
-    ref: str  # "node:slot" in the frozen graph
-    dtype: np.dtype
-    shape: tuple[int | None, ...] | None
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "ref": self.ref, "dtype": np.dtype(self.dtype).name,
-                "shape": None if self.shape is None else list(self.shape)}
-
-    @classmethod
-    def from_json(cls, d: dict) -> SignatureTensor:
-        shape = None if d["shape"] is None else tuple(d["shape"])
-        return cls(d["name"], d["ref"], np.dtype(d["dtype"]), shape)
+from tftrt.specs import SignatureTensor
 
 
 @dataclass(frozen=True)

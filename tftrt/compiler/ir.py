@@ -22,22 +22,9 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
 from tftrt.compiler.tfattrs import decode_attrs
+from tftrt.specs import parse_input, tensor_ref
 
 IR = nx.MultiDiGraph
-
-
-def parse_input(ref: str) -> tuple[str, int, bool]:
-    """'name', 'name:2' or '^name' -> (name, slot, is_control); control slot is -1."""
-    if ref.startswith("^"):
-        return ref[1:], -1, True
-    name, sep, slot = ref.rpartition(":")
-    if sep and slot.isdigit():
-        return name, int(slot), False
-    return ref, 0, False
-
-
-def tensor_ref(name: str, slot: int) -> str:
-    return f"{name}:{slot}"
 
 
 def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import onnx
 
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
-from tftrt.converters.context import LoweringContext, NodeInfo, Shape
+from tftrt.converters.context import LoweringContext, NodeInfo
 from tftrt.plugins.manager import Registry
+from tftrt.specs import TensorSpec, input_name, output_name
 
 OPSET = 17
 
@@ -21,25 +21,10 @@ class LoweringError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TensorSpec:
-    ref: str  # TF tensor "node:slot"
-    dtype: np.dtype
-    shape: Shape
-
-
-@dataclass(frozen=True)
 class LoweredSegment:
     model: onnx.ModelProto
     inputs: tuple[TensorSpec, ...]  # engine input k <- TF tensor inputs[k].ref
     outputs: tuple[TensorSpec, ...]  # TF tensor outputs[k].ref <- engine output k
-
-
-def input_name(k: int) -> str:
-    return f"TensorRTInputPH_{k}"
-
-
-def output_name(k: int) -> str:
-    return f"TensorRTOutputPH_{k}"
 
 
 def node_info(g: IR, name: str, dynamic_shape: bool = False) -> NodeInfo:

@@ -16,7 +16,6 @@ from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
 from tftrt.plugins.manager import Registry
 from tftrt.plugins.types import EngineBackend
-from tftrt.report.nonconversion import emit_nonconversion_report
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.tfgraph import lazy_function_callable
 
@@ -74,7 +73,6 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
     deny = capability.denylist_from_env() if opts.denylist is None else opts.denylist
     marked = capability.mark_supported(g, registry, excluded, deny, opts.use_dynamic_shape)
     counts = capability.nonconversion_counts(marked)
-    emit_nonconversion_report(counts)
     segments = [] if opts.minimum_segment_size == -1 else segment.segment_graph(
         marked, opts.minimum_segment_size, opts.max_engines)
     seq = codegen.next_graph_sequence()

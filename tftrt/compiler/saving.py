@@ -21,15 +21,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from tftrt import __version__
+from tftrt._version import __version__
 from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
-from tftrt.compiler.freeze import SignatureTensor
 from tftrt.compiler.ir import REF_VARIABLE_OPS
-from tftrt.compiler.lowering import TensorSpec
 from tftrt.compiler.manifest import validate as validate_manifest
 from tftrt.compiler.pipeline import CompileOptions, Conversion
 from tftrt.errors import SavedModelError, SaveError
@@ -38,6 +35,7 @@ from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.executor import ConvertedFunction
 from tftrt.runtime.tfgraph import graph_function, lazy_function_callable, native_graph_def
+from tftrt.specs import SignatureTensor, TensorSpec
 
 log = logging.getLogger("tftrt")
 
@@ -50,16 +48,6 @@ FORMAT_VERSION = 1
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _spec_json(s: TensorSpec) -> dict:
-    return {"ref": s.ref, "dtype": np.dtype(s.dtype).name,
-            "shape": None if s.shape is None else list(s.shape)}
-
-
-def _spec_from_json(d: dict) -> TensorSpec:
-    return TensorSpec(d["ref"], np.dtype(d["dtype"]),
-                      None if d["shape"] is None else tuple(d["shape"]))
 
 
 def _check_target(path: str, overwrite: bool) -> None:
@@ -145,8 +133,8 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
             instances.append({"shapes": [list(s) for s in key], "file": fname,
                               "sha256": _sha256(blob), "precision": engine.precision})
         engines[name] = {"onnx": onnx_file, "onnx_sha256": _sha256(op.onnx_model),
-                         "inputs": [_spec_json(s) for s in op.inputs],
-                         "outputs": [_spec_json(s) for s in op.outputs],
+                         "inputs": [s.to_json() for s in op.inputs],
+                         "outputs": [s.to_json() for s in op.outputs],
                          "instances": instances}
         if op.calibration is not None:  # INT8: the ONNX above holds the scales
             engines[name]["calibration"] = op.calibration
@@ -293,8 +281,8 @@ def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
         op = EngineOp(
             name=name, onnx_model=_read_checked(adir, meta["onnx"], meta["onnx_sha256"]),
             backend=engine_backend,
-            inputs=tuple(_spec_from_json(d) for d in meta["inputs"]),
-            outputs=tuple(_spec_from_json(d) for d in meta["outputs"]),
+            inputs=tuple(TensorSpec.from_json(d) for d in meta["inputs"]),
+            outputs=tuple(TensorSpec.from_json(d) for d in meta["outputs"]),
             native=None if fdef is None else lazy_function_callable(fdef, graph_def.library),
             precision_mode=opts["precision_mode"], dynamic_shape=opts["use_dynamic_shape"],
             max_cached_engines=opts["maximum_cached_engines"],

@@ -7,7 +7,7 @@ import tempfile
 
 from tensorflow.core.framework import graph_pb2
 
-ENGINE_OP = "TRTEngineOp"
+from tftrt.specs import ENGINE_OP
 
 
 def _quote(s: str) -> str:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tensorflow.core.framework import graph_pb2
 
-ENGINE_OP = "TRTEngineOp"
+from tftrt.specs import ENGINE_OP, ORIGINAL_OP_ATTR
+
 # on a native-segment Const that stands for a variable read (codegen): the read's op type
-ORIGINAL_OP_ATTR = "_tftrt_original_op"
 MIN_LINE_LENGTH = 160
 
 # (header, share of the line). The header spellings are TF-TRT's, including

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tftrt.compiler.lowering import TensorSpec
 from tftrt.errors import EngineError
 from tftrt.plugins.types import BuildConfig, Engine, EngineBackend
+from tftrt.specs import TensorSpec
 
 log = logging.getLogger("tftrt")
 

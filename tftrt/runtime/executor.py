@@ -9,12 +9,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.compiler import ir as irmod
-from tftrt.compiler.codegen import ENGINE_OP
-from tftrt.compiler.freeze import SignatureTensor
 from tftrt.errors import InputSpecError
 from tftrt.runtime import tfgraph
 from tftrt.runtime.engine_op import EngineOp
+from tftrt.specs import ENGINE_OP, SignatureTensor, parse_input, tensor_ref
 
 
 def check_inputs(specs: Sequence[SignatureTensor], args: Sequence[Any],
@@ -69,12 +67,12 @@ def _resolve_identity(graph_def: graph_pb2.GraphDef, ref: str) -> str:
     """Follow Identity nodes back from tensor ``ref``."""
     nodes = {n.name: n for n in graph_def.node}
     while True:
-        name, slot, _ = irmod.parse_input(ref)
+        name, slot, _ = parse_input(ref)
         node = nodes.get(name)
         if node is None or node.op != "Identity":
-            return irmod.tensor_ref(name, slot)
+            return tensor_ref(name, slot)
         data = [i for i in node.input if not i.startswith("^")]
-        ref = irmod.tensor_ref(*irmod.parse_input(data[0])[:2])
+        ref = tensor_ref(*parse_input(data[0])[:2])
 
 
 class ConvertedFunction:
@@ -123,7 +121,7 @@ class ConvertedFunction:
             in_order.append(sig_in[r])
         out_ports = []
         for spec in self.outputs:
-            name, slot, _ = irmod.parse_input(_resolve_identity(self.graph_def, spec.ref))
+            name, slot, _ = parse_input(_resolve_identity(self.graph_def, spec.ref))
             if name != engine.name:
                 return None
             out_ports.append(slot)

@@ -12,8 +12,8 @@ from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 from tensorflow.python.ops import script_ops
 
-from tftrt.compiler.codegen import ENGINE_OP
 from tftrt.errors import TftrtError
+from tftrt.specs import ENGINE_OP
 
 
 def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],

@@ -1,0 +1,86 @@
+"""What the compiler, the runtime and the reports all know about a converted model:
+tensor specs, signature tensors, tensor references and engine-node naming.
+
+Pure Python and NumPy: importing this module never imports TensorFlow, so the
+runtime can run saved engines without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ENGINE_OP = "TRTEngineOp"
+# On a Const standing in a native segment for another op (a variable read whose value was
+# baked in): the op it replaces, so reports count it under that op.
+ORIGINAL_OP_ATTR = "_tftrt_original_op"
+
+# None: unknown rank; a None dimension: unknown size.
+Shape = tuple[int | None, ...] | None
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One engine input or output: the TF tensor it stands for, its dtype and shape."""
+
+    ref: str  # TF tensor "node:slot"
+    dtype: np.dtype
+    shape: Shape
+
+    def to_json(self) -> dict:
+        return {"ref": self.ref, "dtype": np.dtype(self.dtype).name,
+                "shape": None if self.shape is None else list(self.shape)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> TensorSpec:
+        return cls(d["ref"], np.dtype(d["dtype"]), None if d["shape"] is None
+                   else tuple(d["shape"]))
+
+
+@dataclass(frozen=True)
+class SignatureTensor:
+    """One signature input or output: its key, the graph tensor, dtype and shape."""
+
+    name: str
+    ref: str  # "node:slot" in the frozen graph
+    dtype: np.dtype
+    shape: tuple[int | None, ...] | None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "ref": self.ref, "dtype": np.dtype(self.dtype).name,
+                "shape": None if self.shape is None else list(self.shape)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> SignatureTensor:
+        shape = None if d["shape"] is None else tuple(d["shape"])
+        return cls(d["name"], d["ref"], np.dtype(d["dtype"]), shape)
+
+
+def parse_input(ref: str) -> tuple[str, int, bool]:
+    """'name', 'name:2' or '^name' -> (name, slot, is_control); control slot is -1."""
+    if ref.startswith("^"):
+        return ref[1:], -1, True
+    name, sep, slot = ref.rpartition(":")
+    if sep and slot.isdigit():
+        return name, int(slot), False
+    return ref, 0, False
+
+
+def tensor_ref(name: str, slot: int) -> str:
+    return f"{name}:{slot}"
+
+
+def native_segment_name(engine: str) -> str:
+    """The library function holding engine ``engine``'s segment, for native fallback."""
+    return f"{engine}_native_segment"
+
+
+def input_name(k: int) -> str:
+    """Name of engine input ``k`` (in the ONNX model and the native segment)."""
+    return f"TensorRTInputPH_{k}"
+
+
+def output_name(k: int) -> str:
+    """Name of engine output ``k`` (in the ONNX model and the native segment)."""
+    return f"TensorRTOutputPH_{k}"
