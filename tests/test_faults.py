@@ -22,8 +22,8 @@ import tftrt
 from tests.conftest import export_module, max_rel_err
 from tests.test_convert import two_block_mlp
 from tftrt import trt_convert as trt
-from tftrt.compiler.saving import ASSET_DIR, MANIFEST
 from tftrt.errors import EngineError
+from tftrt.manifest import ASSET_DIR, MANIFEST
 
 X = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
 WANT = two_block_mlp(X).numpy()

@@ -26,10 +26,10 @@ from tensorflow.core.protobuf import saved_model_pb2
 import tftrt
 from tests.conftest import export_module, max_rel_err
 from tests.test_convert import two_block_mlp
+from tftrt import manifest as manifest_schema
 from tftrt import trt_convert as trt
-from tftrt.compiler import manifest as manifest_schema
-from tftrt.compiler.saving import ASSET_DIR, MANIFEST
 from tftrt.errors import InputSpecError, SavedModelError
+from tftrt.manifest import ASSET_DIR, MANIFEST
 
 REPO = Path(__file__).resolve().parents[1]
 

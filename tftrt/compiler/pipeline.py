@@ -109,6 +109,7 @@ def make_engine_ops(graph_def: graph_pb2.GraphDef, onnx_models: dict[str, bytes]
             inputs=node.inputs, outputs=node.outputs,
             native=lazy_function_callable(fdef, graph_def.library),
             precision_mode=opts.precision_mode, dynamic_shape=opts.use_dynamic_shape,
+            profile_strategy=opts.profile_strategy,
             max_cached_engines=opts.maximum_cached_engines,
             allow_build_at_runtime=opts.allow_build_at_runtime,
             max_workspace_size_bytes=int(opts.max_workspace_size_bytes))

@@ -12,7 +12,6 @@ is unpickled or evaluated on load.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -27,27 +26,21 @@ from tensorflow.core.framework import graph_pb2
 from tftrt._version import __version__
 from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
 from tftrt.compiler.ir import REF_VARIABLE_OPS
-from tftrt.compiler.manifest import validate as validate_manifest
 from tftrt.compiler.pipeline import CompileOptions, Conversion
 from tftrt.errors import SavedModelError, SaveError
+from tftrt.manifest import ASSET_DIR, FORMAT, FORMAT_VERSION, MANIFEST, read_checked, read_manifest
+from tftrt.manifest import sha256 as _sha256
 from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.executor import ConvertedFunction
+from tftrt.runtime.restore import restore_engine_ops
 from tftrt.runtime.tfgraph import graph_function, lazy_function_callable, native_graph_def
-from tftrt.specs import SignatureTensor, TensorSpec
+from tftrt.specs import SignatureTensor
 
 log = logging.getLogger("tftrt")
 
-ASSET_DIR = os.path.join("assets", "tftrt")
-MANIFEST = "manifest.json"
 GRAPH_FILE = "converted_graph.pb"
-FORMAT = "tftrt-converted-model"
-FORMAT_VERSION = 1
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _check_target(path: str, overwrite: bool) -> None:
@@ -149,6 +142,7 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
         "backend": backend.name, "backend_version": backend.version(),
         "options": {"precision_mode": options.precision_mode,
                     "use_dynamic_shape": options.use_dynamic_shape,
+                    "profile_strategy": options.profile_strategy,
                     "maximum_cached_engines": options.maximum_cached_engines,
                     "max_workspace_size_bytes": int(options.max_workspace_size_bytes),
                     "allow_build_at_runtime": allow_build_at_runtime},
@@ -221,89 +215,28 @@ class LoadedModel:
     engines: dict[str, EngineOp]
 
 
-def _read_checked(adir: str, rel: str, sha: str) -> bytes:
-    path = os.path.normpath(os.path.join(adir, rel))
-    if not path.startswith(os.path.normpath(adir) + os.sep):
-        raise SavedModelError(f"manifest names a file outside the model: {rel!r}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise SavedModelError(f"converted model file {rel!r} is missing: {exc}") from None
-    if _sha256(data) != sha:
-        raise SavedModelError(f"converted model file {rel!r} is corrupted (checksum mismatch)")
-    return data
-
-
-def _read_manifest(adir: str) -> dict:
-    path = os.path.join(adir, MANIFEST)
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise SavedModelError(f"{os.path.dirname(os.path.dirname(adir))!r} is not a tftrt "
-                              f"converted model: {os.path.join(ASSET_DIR, MANIFEST)} is missing"
-                              ) from None
-    except (OSError, ValueError) as exc:
-        raise SavedModelError(f"the manifest {path!r} is unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SavedModelError(f"{path!r} is not a tftrt manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise SavedModelError(f"manifest format version {manifest.get('format_version')!r} is "
-                              f"not supported (this tftrt reads {FORMAT_VERSION})")
-    return validate_manifest(manifest, path)
-
-
 def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
     """Load a converted model with its saved engines; ``backend`` overrides the saved one."""
-    if not os.path.isdir(export_dir):
-        raise SavedModelError(f"converted model directory {export_dir!r} does not exist")
+    manifest = read_manifest(export_dir)
     adir = os.path.join(export_dir, ASSET_DIR)
-    manifest = _read_manifest(adir)
     try:
         graph_def = graph_pb2.GraphDef.FromString(
-            _read_checked(adir, manifest["graph"], manifest["graph_sha256"]))
+            read_checked(adir, manifest["graph"], manifest["graph_sha256"]))
         inputs = [SignatureTensor.from_json(d) for d in manifest["inputs"]]
         outputs = [SignatureTensor.from_json(d) for d in manifest["outputs"]]
-        opts = manifest["options"]
-        saved_backend = manifest["backend"]
-        engines_meta = manifest["engines"]
     except (KeyError, TypeError, ValueError) as exc:
         raise SavedModelError(f"the manifest in {export_dir!r} is malformed: {exc}") from None
-    engine_backend = get_registry().backend(backend or saved_backend)
     library = {f.signature.name: f for f in graph_def.library.function}
     engine_names = {n.name for n in graph_def.node if n.op == ENGINE_OP}
-    if set(engines_meta) != engine_names:
+    if set(manifest["engines"]) != engine_names:
         raise SavedModelError("the manifest's engines do not match the converted graph's")
-    ops = {}
-    for name, meta in sorted(engines_meta.items()):
+
+    def native_for(name: str):
         fdef = library.get(native_segment_name(name))
-        op = EngineOp(
-            name=name, onnx_model=_read_checked(adir, meta["onnx"], meta["onnx_sha256"]),
-            backend=engine_backend,
-            inputs=tuple(TensorSpec.from_json(d) for d in meta["inputs"]),
-            outputs=tuple(TensorSpec.from_json(d) for d in meta["outputs"]),
-            native=None if fdef is None else lazy_function_callable(fdef, graph_def.library),
-            precision_mode=opts["precision_mode"], dynamic_shape=opts["use_dynamic_shape"],
-            max_cached_engines=opts["maximum_cached_engines"],
-            allow_build_at_runtime=opts["allow_build_at_runtime"],
-            max_workspace_size_bytes=opts["max_workspace_size_bytes"],
-            calibration=meta.get("calibration"))
-        if engine_backend.name == saved_backend:
-            # A saved engine that fails its checksum, was built by another version of
-            # the backend, or does not deserialize is dropped with one warning: the
-            # engine is rebuilt from its (checked) ONNX model or its native segment runs.
-            saved_version, version = manifest["backend_version"], engine_backend.version()
-            for inst in meta["instances"]:
-                try:
-                    if saved_version != version:
-                        raise SavedModelError(f"it was built by {saved_backend} {saved_version}"
-                                              f", this is {saved_backend} {version}")
-                    blob = _read_checked(adir, inst["file"], inst["sha256"])
-                    op.add_serialized(tuple(tuple(s) for s in inst["shapes"]), blob)
-                except Exception as exc:
-                    op.record_load_failure(f"saved engine {inst['file']} not loaded: {exc}")
-        ops[name] = op
+        return None if fdef is None else lazy_function_callable(fdef, graph_def.library)
+
+    ops = restore_engine_ops(manifest, adir, get_registry().backend(backend or manifest["backend"]),
+                             native_for)
     fn = ConvertedFunction(graph_def, inputs, outputs, ops,
                            captures=_load_variables(export_dir, manifest))
     return LoadedModel({manifest["signature_key"]: fn}, manifest, ops)

@@ -63,6 +63,8 @@ class EngineOp:
     native: NativeFn | None = None
     precision_mode: str = "FP32"
     dynamic_shape: bool = False
+    # dynamic shape mode: how build shapes become profiles (Range, Optimal, ...)
+    profile_strategy: str = "Range"
     max_cached_engines: int = 1
     allow_build_at_runtime: bool = True
     max_workspace_size_bytes: int = 1 << 30

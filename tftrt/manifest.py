@@ -1,4 +1,7 @@
-"""The schema of a converted model's ``manifest.json`` and its validation.
+"""A converted model's ``assets/tftrt/manifest.json``: its schema, and reading it safely.
+
+The manifest is the contract between the compiler, which writes it, and the
+runtime, which reads it (with or without TensorFlow installed).
 
 ``load_converted`` trusts nothing in a loaded model but TensorFlow's own ops and
 the engine runtimes: the manifest is plain JSON, checked here before any field
@@ -14,10 +17,18 @@ here.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from typing import Any
 
 from tftrt.errors import SavedModelError
+
+ASSET_DIR = os.path.join("assets", "tftrt")
+MANIFEST = "manifest.json"
+FORMAT = "tftrt-converted-model"
+FORMAT_VERSION = 1
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -100,3 +111,44 @@ def validate(manifest: Any, path: str) -> dict:
         raise SavedModelError(f"the manifest {path!r} is malformed: " + "; ".join(found[:5])
                               + more)
     return manifest
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_checked(adir: str, rel: str, sha: str) -> bytes:
+    """The bytes of file ``rel`` inside asset directory ``adir``, checked against ``sha``."""
+    path = os.path.normpath(os.path.join(adir, rel))
+    if not path.startswith(os.path.normpath(adir) + os.sep):
+        raise SavedModelError(f"manifest names a file outside the model: {rel!r}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise SavedModelError(f"converted model file {rel!r} is missing: {exc}") from None
+    if sha256(data) != sha:
+        raise SavedModelError(f"converted model file {rel!r} is corrupted (checksum mismatch)")
+    return data
+
+
+def read_manifest(export_dir: str) -> dict:
+    """The validated manifest of the converted model in ``export_dir``."""
+    if not os.path.isdir(export_dir):
+        raise SavedModelError(f"converted model directory {export_dir!r} does not exist")
+    adir = os.path.join(export_dir, ASSET_DIR)
+    path = os.path.join(adir, MANIFEST)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise SavedModelError(f"{export_dir!r} is not a tftrt converted model: "
+                              f"{os.path.join(ASSET_DIR, MANIFEST)} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise SavedModelError(f"the manifest {path!r} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SavedModelError(f"{path!r} is not a tftrt manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise SavedModelError(f"manifest format version {manifest.get('format_version')!r} is "
+                              f"not supported (this tftrt reads {FORMAT_VERSION})")
+    return validate(manifest, path)
