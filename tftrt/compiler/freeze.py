@@ -4,6 +4,12 @@ With freezing disabled (``TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing``)
 the graph keeps its variables: captured resources stay Placeholders, reads stay
 ``ReadVariableOp`` (or ``VariableV2`` in TF1 graphs), and the values they hold
 at conversion time are recorded so converters can bake them into engines.
+
+State that cannot become a constant (a lookup table, any other captured resource
+that is not a variable) stays a resource Placeholder bound to that resource at run
+time, as TF-TRT leaves it: the ops using it stay native, the rest of the graph
+converts. Function calls are inlined (also those marked for XLA or against
+inlining); ``While``/``If`` stay functional.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
+from tftrt.compiler import functions
 from tftrt.errors import SavedModelError
 from tftrt.specs import SignatureTensor
 
@@ -32,7 +39,8 @@ class FrozenModel:
     inputs: tuple[SignatureTensor, ...]
     outputs: tuple[SignatureTensor, ...]
     signature_key: str
-    # unfrozen only: resource Placeholder name -> the tf.Variable it captures
+    # resource Placeholder name -> what it captures: a tf.Variable (unfrozen only) or a
+    # resource that cannot be frozen (a lookup table; its trackable where one is known)
     variables: Mapping[str, Any] = field(default_factory=dict)
     # unfrozen only: variable node (resource Placeholder or VariableV2) -> value at conversion
     variable_values: Mapping[str, np.ndarray] = field(default_factory=dict)
@@ -81,36 +89,71 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
     return loaded, sigs[signature_key]
 
 
-def _frozen_graph_def(func) -> tuple[graph_pb2.GraphDef, list[tf.Tensor], list[tf.Tensor]]:
+def _frozen_graph_def(func, root: Any = None
+                      ) -> tuple[graph_pb2.GraphDef, list[tf.Tensor], list[tf.Tensor],
+                                 dict[str, Any]]:
     """Variables -> constants without rebuilding a ConcreteFunction (that costs seconds).
 
     Uses convert_to_constants' internals, pinned to the TF versions we test;
-    falls back to the public API if they change.
+    falls back to the public API if they change. Also returns the captured
+    resources that are not variables (resource Placeholder name -> resource).
     """
     n_user = len(func.inputs) - len(func.captured_inputs)
     try:
         from tensorflow.python.framework import convert_to_constants as c2c
 
         data = c2c._FunctionConverterDataInEager(  # noqa: SLF001
-            func=func, lower_control_flow=True, aggressive_inlining=False)
+            func=func, lower_control_flow=False, aggressive_inlining=False)
         graph_def, converted = c2c._replace_variables_by_constants(  # noqa: SLF001
             converter_data=data)
     except (ImportError, AttributeError, TypeError):
         frozen = convert_variables_to_constants_v2(func)
-        return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs)
-    if len(set(converted)) != len(func.captured_inputs):
-        raise SavedModelError("the signature captures state that cannot be frozen into "
-                              "constants (e.g. a lookup table)")
-    return graph_def, list(func.inputs[:n_user]), list(func.outputs)
+        return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs), {}
+    resources = _unfreezable_captures(func, set(converted), root)
+    return graph_def, list(func.inputs[:n_user]), list(func.outputs), resources
 
 
-def freeze_function(func, signature_key: str, freeze: bool = True) -> FrozenModel:
-    """Variables -> constants (unless ``freeze`` is False), then Grappler; names kept."""
-    graph_def, in_tensors, out_tensors = _frozen_graph_def(func)
+def _unfreezable_captures(func, converted: set[int], root: Any) -> dict[str, Any]:
+    """Captured resources that freezing left alone: Placeholder name -> the resource.
+
+    ``converted`` holds the indices (among the captures) that became constants.
+    """
+    by_handle = {}
+    if root is not None:
+        for obj in tf.train.TrackableView(root).descendants():
+            handle = getattr(obj, "resource_handle", None) if _is_resource(obj) else None
+            if handle is not None:
+                by_handle[id(handle)] = obj
+    out = {}
+    for k, (ext, internal) in enumerate(func.graph.captures):
+        if k in converted:
+            continue
+        if ext.dtype != tf.resource:
+            raise SavedModelError(f"the signature captures {internal.op.name!r} "
+                                  f"({ext.dtype.name}), which could not be frozen")
+        out[internal.op.name] = by_handle.get(id(ext), ext)
+    return out
+
+
+def _is_resource(obj: Any) -> bool:
+    from tensorflow.python.trackable.resource import CapturableResource
+
+    return isinstance(obj, CapturableResource)
+
+
+def freeze_function(func, signature_key: str, freeze: bool = True,
+                    root: Any = None) -> FrozenModel:
+    """Variables -> constants (unless ``freeze`` is False), then Grappler; names kept.
+
+    ``root`` is the object the function was loaded with: the resources it
+    captures are looked up there (so that a converted model can save them).
+    """
+    graph_def, in_tensors, out_tensors, resources = _frozen_graph_def(func, root)
     variables: dict[str, Any] = {}
     values: dict[str, np.ndarray] = {}
     if not freeze:
         graph_def, variables, values = _unfrozen_graph_def(func, graph_def)
+    variables.update(resources)
     in_specs = func.structured_input_signature[1]
     in_names = sorted(in_specs) if in_specs else [
         t.name.split(":")[0] for t in in_tensors]
@@ -123,6 +166,8 @@ def freeze_function(func, signature_key: str, freeze: bool = True) -> FrozenMode
         node.device = ""
     inputs = tuple(_tensor(n, t) for n, t in zip(in_names, in_tensors, strict=True))
     outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
+    graph_def = functions.set_control_flow_lowering(functions.allow_inlining(graph_def),
+                                                    lower=False)
     optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs])
     keep = {t.ref.split(":")[0] for t in inputs + outputs}
     pruned = prune_dead_nodes(_drop_controls_on(optimized, set(variables)), keep)
@@ -216,5 +261,5 @@ def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph
 def load_and_freeze(saved_model_dir: str, tags: Sequence[str], signature_key: str,
                     freeze: bool = True) -> FrozenModel:
     """SavedModel + tags + signature key -> frozen (unless told not to), optimized model."""
-    _, func = load_signature(saved_model_dir, tags, signature_key)
-    return freeze_function(func, signature_key, freeze)
+    loaded, func = load_signature(saved_model_dir, tags, signature_key)
+    return freeze_function(func, signature_key, freeze, root=loaded)

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
+from tftrt.compiler.shapes import with_shape_standins
 from tftrt.compiler.tfattrs import decode_attrs
 from tftrt.specs import parse_input, tensor_ref
 
@@ -101,8 +102,10 @@ def _shape_view(g: IR, graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
     """``graph_def`` with known variable reads as Placeholders of their exact shape.
 
     TensorFlow cannot infer what a resource read returns without handle data,
-    so this view is what shape inference runs on.
+    so this view is what shape inference runs on; ops shape inference cannot see
+    through get stand-ins (``shapes.with_shape_standins``).
     """
+    graph_def = with_shape_standins(graph_def)
     if not any("variable_value" in d for _, d in g.nodes(data=True)):
         return graph_def
     view = graph_pb2.GraphDef()

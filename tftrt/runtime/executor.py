@@ -37,7 +37,7 @@ def check_inputs(specs: Sequence[SignatureTensor], args: Sequence[Any],
         v = values[spec.name]
         if isinstance(v, (tf.Tensor, np.ndarray, np.generic)):
             dtype = np.dtype(v.dtype.as_numpy_dtype) if isinstance(v, tf.Tensor) else v.dtype
-            if dtype != spec.dtype:
+            if dtype != spec.dtype and not _both_strings(dtype, spec.dtype):
                 raise InputSpecError(f"input {spec.name!r} must have dtype {spec.dtype.name}, "
                                      f"got {np.dtype(dtype).name}")
         else:
@@ -57,6 +57,11 @@ def check_inputs(specs: Sequence[SignatureTensor], args: Sequence[Any],
                                          f"{_fmt(spec.shape)}, got {list(shape)}")
         out.append(v)
     return out
+
+
+def _both_strings(a: np.dtype, b: np.dtype) -> bool:
+    """tf.string is numpy's object dtype; bytes and str arrays are strings too."""
+    return np.dtype(a).kind in "OSU" and np.dtype(b).kind in "OSU"
 
 
 def _fmt(shape) -> str:

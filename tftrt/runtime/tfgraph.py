@@ -20,20 +20,29 @@ def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
                    outputs: Sequence[str], captures: Mapping[str, Any] | None = None):
     """A ConcreteFunction running ``graph_def`` from tensors ``inputs`` to ``outputs``.
 
-    ``captures`` binds resource Placeholders (by node name) to variables.
+    ``captures`` binds resource Placeholders (by node name) to variables or other
+    resources (lookup tables), or to their handle tensors.
     """
     present = {n.name for n in graph_def.node}
 
     def _import():
         graph = tf.compat.v1.get_default_graph()
-        input_map = {f"{name}:0": graph.capture(var.handle)
-                     for name, var in (captures or {}).items() if name in present}
+        input_map = {f"{name}:0": graph.capture(resource_handle(obj))
+                     for name, obj in (captures or {}).items() if name in present}
         tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
 
     wrapped = tf.compat.v1.wrap_function(_import, [])
     g = wrapped.graph
     return wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
                          [g.get_tensor_by_name(t) for t in outputs])
+
+
+def resource_handle(obj: Any) -> tf.Tensor:
+    """The resource tensor of a variable, a trackable resource (a table), or a handle itself."""
+    if isinstance(obj, tf.Variable):
+        return obj.handle
+    handle = getattr(obj, "resource_handle", None)
+    return obj if handle is None else handle
 
 
 def function_callable(fdef: function_pb2.FunctionDef,

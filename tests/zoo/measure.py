@@ -1,0 +1,169 @@
+"""Convert one zoo model and measure it: engines, ops converted, what stays native and why,
+max error against TensorFlow, engine statistics and (optionally) speed at batch 1."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from tftrt import trt_convert as trt
+from tftrt.compiler import codegen
+from tftrt.specs import parse_input
+
+# nodes that are bookkeeping, not compute: never counted as ops
+TRIVIAL_OPS = frozenset({"Placeholder", "Const", "Identity", "NoOp", "IdentityN", "Snapshot",
+                         "StopGradient"})
+SUPPORTED_LEFT_OUT = "supported, but its segment was not kept (too small, or dropped)"
+
+
+@dataclass
+class Measurement:
+    name: str
+    engines: int
+    ops: int  # compute ops of the frozen graph
+    ops_in_engines: int
+    native: dict[str, Counter] = field(default_factory=dict)  # reason -> op type counts
+    max_error: float = 0.0
+    run_failures: int = 0
+    build_failures: int = 0
+    native_calls: int = 0
+    engine_calls: int = 0
+    runs_without_tensorflow: bool = False
+    tf_ms: float | None = None
+    tftrt_ms: float | None = None
+    convert_s: float = 0.0
+
+    @property
+    def converted_pct(self) -> float:
+        return 100.0 * self.ops_in_engines / max(1, self.ops)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.tf_ms is None or self.tftrt_ms is None:
+            return None
+        return self.tf_ms / self.tftrt_ms
+
+    def native_summary(self) -> str:
+        parts = []
+        for reason, ops in sorted(self.native.items()):
+            listed = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(ops.items()))
+            parts.append(f"{listed}: {reason}")
+        return "; ".join(parts)
+
+
+def _live(graph_def, outputs) -> set[str]:
+    inputs = {n.name: [parse_input(i)[0] for i in n.input] for n in graph_def.node}
+    todo = [parse_input(t.ref)[0] for t in outputs]
+    live: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in live:
+            live.add(name)
+            todo.extend(inputs.get(name, ()))
+    return live
+
+
+def op_census(conv: trt.TrtGraphConverterV2) -> tuple[int, int, dict[str, Counter]]:
+    """(compute ops, ops inside engines, reason -> op type counts of ops left native)."""
+    conversion = conv._conversion  # noqa: SLF001 - the zoo reads the compiler's result
+    gd = conversion.graph_def
+    live = _live(gd, conversion.frozen.outputs)
+    library = {f.signature.name: f for f in gd.library.function}
+    inside = 0
+    native: dict[str, Counter] = {}
+    for node in gd.node:
+        if node.name not in live:
+            continue
+        if node.op == codegen.ENGINE_OP:
+            fdef = library[node.attr["segment_func"].func.name]
+            inside += sum(1 for n in fdef.node_def if n.op not in TRIVIAL_OPS)
+            continue
+        if node.op in TRIVIAL_OPS:
+            continue
+        data = conversion.ir.nodes[node.name] if node.name in conversion.ir else {}
+        reason = data.get("reason") or SUPPORTED_LEFT_OUT
+        native.setdefault(reason, Counter())[node.op] += 1
+    left = sum(sum(c.values()) for c in native.values())
+    return inside + left, inside, native
+
+
+def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    if got.shape != want.shape:
+        raise AssertionError(f"shape {got.shape} != TensorFlow's {want.shape}")
+    if want.dtype.kind not in "fc":
+        return 0.0 if np.array_equal(got, want) else float("inf")
+    scale = max(float(np.abs(want).max()), 1e-30)
+    return float(np.abs(got.astype(np.float64) - want).max() / scale)
+
+
+def median_ms(fns: list[Callable[[], object]], calls: int) -> list[float]:
+    """Interleaved medians: each round calls every function once, so load hits all alike."""
+    for f in fns:
+        f()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(calls):
+        for k, f in enumerate(fns):
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return [1e3 * float(np.median(t)) for t in times]
+
+
+def measure(name: str, src: str, make_inputs: Callable[[np.random.Generator, int], dict],
+            *, batches: tuple[int, ...] = (1, 2), bench_calls: int = 0,
+            backend: str = "auto", use_dynamic_shape: bool = True) -> Measurement:
+    """Convert the SavedModel at ``src`` and compare it with TensorFlow on random inputs."""
+    t0 = time.perf_counter()
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=src, use_dynamic_shape=use_dynamic_shape,
+                                   backend=backend)
+    fn = conv.convert()
+    convert_s = time.perf_counter() - t0
+    loaded = tf.saved_model.load(src)
+    serve = loaded.signatures["serving_default"]
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for batch in batches:
+        inputs = make_inputs(rng, batch)
+        want = serve(**{k: tf.constant(v) for k, v in inputs.items()})
+        got = fn(**inputs)
+        for key in want:
+            worst = max(worst, _rel_err(np.asarray(got[key]), want[key].numpy()))
+    ops, inside, native = op_census(conv)
+    m = Measurement(name, len(conv.engines), ops, inside, native, worst,
+                    runs_without_tensorflow=fn.runs_without_tensorflow, convert_s=convert_s)
+    if bench_calls:
+        inputs = make_inputs(rng, 1)
+        tf_in = {k: tf.constant(v) for k, v in inputs.items()}
+        m.tf_ms, m.tftrt_ms = median_ms([lambda: serve(**tf_in), lambda: fn(**inputs)],
+                                        bench_calls)
+    for op in conv.engines.values():
+        st = op.stats
+        m.run_failures += st.run_failures
+        m.build_failures += st.build_failures
+        m.native_calls += st.native_calls
+        m.engine_calls += st.engine_calls
+    del loaded
+    return m
+
+
+def machine_line() -> str:
+    """Load average and the CPU flags that decide engine speed, for every printed figure."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+    have = " ".join(f for f in wanted if f in flags) or "none of " + ",".join(wanted)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores; CPU flags: {have}; load average {load}"
