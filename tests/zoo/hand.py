@@ -129,8 +129,11 @@ def build_ssd(path: str, size: int = 96, classes: int = 6) -> None:
     h = inp
     feats = []
     for k, width in enumerate((16, 32, 48, 64)):
-        h = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(h)
-        h = keras.layers.BatchNormalization()(h)
+        # the first convolution reads the scaled image directly: Grappler folds the scale
+        # into its filter and leaves a Mul of two constants there
+        h = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=k == 0)(h)
+        if k:
+            h = keras.layers.BatchNormalization()(h)
         h = keras.layers.ReLU(6.0)(h)
         if k >= 2:
             feats.append(h)
@@ -154,7 +157,7 @@ def build_ssd(path: str, size: int = 96, classes: int = 6) -> None:
     module.net = net
 
     def fn(images):
-        x = tf.cast(images, tf.float32) * (1.0 / 127.5) - 1.0
+        x = tf.cast(images, tf.float32) * (1.0 / 255.0)
         deltas, logits = module.net(x)
         yx = anchors[:, :2] + 0.1 * deltas[..., :2] * anchors[:, 2:]
         hw = anchors[:, 2:] * tf.exp(0.2 * deltas[..., 2:])

@@ -9,15 +9,18 @@ import logging
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from tftrt.compiler import exactness, intervals
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.compiler.lowering import node_info
 from tftrt.converters.base import dtype_name
 from tftrt.converters.context import onnx_dtype
 from tftrt.plugins.manager import Registry
+from tftrt.plugins.types import NumericLimits, numeric_limits
 
 log = logging.getLogger("tftrt")
 
@@ -44,8 +47,26 @@ def _input_problem(dtype: np.dtype | None, shape) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class BackendFacts:
+    """What the capability pass asks of the selected backend: where its integers are exact."""
+
+    name: str = ""
+    limits: NumericLimits = NumericLimits()
+    ranges: dict = field(default_factory=dict)  # tensor -> interval, when limits matter
+
+
+def backend_facts(g: IR, backend: object | None) -> BackendFacts:
+    if backend is None:
+        return BackendFacts()
+    limits = numeric_limits(backend)
+    ranges = {} if limits.unlimited else intervals.value_ranges(g)
+    return BackendFacts(getattr(backend, "name", "backend"), limits, ranges)
+
+
 def node_reason(g: IR, name: str, registry: Registry, excluded: frozenset[str],
-                denylist: frozenset[str], dynamic_shape: bool) -> str | None:
+                denylist: frozenset[str], dynamic_shape: bool,
+                backend: BackendFacts | None = None) -> str | None:
     """Why node ``name`` cannot go into an engine, or None if it can."""
     op = g.nodes[name]["op"]
     if name in excluded:
@@ -66,6 +87,11 @@ def node_reason(g: IR, name: str, registry: Registry, excluded: frozenset[str],
             reason = f"converter validation raised {type(exc).__name__}: {exc}"
         if reason:
             return reason
+    if backend is not None and not irmod.is_const_like(g, name):
+        reason = exactness.limits_reason(info, backend.limits, backend.ranges, registry,
+                                         backend.name)
+        if reason:
+            return reason
     if op in denylist:
         log.warning("Denylisted op %s (node %s) with the env var TF_TRT_OP_DENYLIST", op, name)
         return DENYLISTED
@@ -73,12 +99,18 @@ def node_reason(g: IR, name: str, registry: Registry, excluded: frozenset[str],
 
 
 def mark_supported(g: IR, registry: Registry, excluded: Iterable[str] = (),
-                   denylist: Iterable[str] = (), dynamic_shape: bool = False) -> IR:
-    """A copy of ``g`` whose nodes carry ``supported`` (bool) and ``reason`` (str | None)."""
+                   denylist: Iterable[str] = (), dynamic_shape: bool = False,
+                   backend: object | None = None) -> IR:
+    """A copy of ``g`` whose nodes carry ``supported`` (bool) and ``reason`` (str | None).
+
+    With ``backend``, nodes it would not compute exactly (its ``numeric_limits``) are
+    refused too.
+    """
     out = g.copy()
     excl, deny = frozenset(excluded), frozenset(denylist)
+    facts = backend_facts(out, backend)
     for name in out.nodes:
-        reason = node_reason(out, name, registry, excl, deny, dynamic_shape)
+        reason = node_reason(out, name, registry, excl, deny, dynamic_shape, facts)
         out.nodes[name]["supported"] = reason is None
         out.nodes[name]["reason"] = reason
     return out

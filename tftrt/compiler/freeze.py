@@ -44,6 +44,8 @@ class FrozenModel:
     variables: Mapping[str, Any] = field(default_factory=dict)
     # unfrozen only: variable node (resource Placeholder or VariableV2) -> value at conversion
     variable_values: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # resource Placeholder of a static table -> (min, max) of the values it holds
+    table_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def frozen(self) -> bool:
@@ -174,7 +176,37 @@ def freeze_function(func, signature_key: str, freeze: bool = True,
     live = {n.name for n in pruned.node}
     return FrozenModel(pruned, inputs, outputs, signature_key,
                        {k: v for k, v in variables.items() if k in live},
-                       {k: v for k, v in values.items() if k in live})
+                       {k: v for k, v in values.items() if k in live},
+                       _table_ranges(pruned, {k: v for k, v in resources.items() if k in live}))
+
+
+_STATIC_TABLES = ("StaticHashTable", "_RestoredStaticHashTable")
+_LOOKUPS = ("LookupTableFindV2", "LookupTableFind")
+
+
+def _table_ranges(graph_def: graph_pb2.GraphDef, resources: Mapping[str, Any]
+                  ) -> dict[str, tuple[float, float]]:
+    """Resource Placeholder of a static table with numeric values -> (min, max) of them.
+
+    A static table's contents are fixed when it is created, so its value range is a
+    fact of the model (mutable tables get none).
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for node in graph_def.node:
+        table = node.input[0].split(":")[0] if node.op in _LOOKUPS and node.input else None
+        obj = resources.get(table)
+        if obj is None or type(obj).__name__ not in _STATIC_TABLES or table in out:
+            continue
+        try:
+            _, values = tf.raw_ops.LookupTableExportV2(
+                table_handle=obj.resource_handle, Tkeys=tf.as_dtype(node.attr["Tin"].type),
+                Tvalues=tf.as_dtype(node.attr["Tout"].type))
+            arr = values.numpy()
+        except Exception:  # not exportable: no range known
+            continue
+        if arr.size and arr.dtype.kind in "biuf":
+            out[table] = (float(arr.min()), float(arr.max()))
+    return out
 
 
 def _drop_controls_on(graph_def: graph_pb2.GraphDef, names: set[str]) -> graph_pb2.GraphDef:

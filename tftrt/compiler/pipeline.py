@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.compiler import capability, codegen, ir, precision, segment
+from tftrt.compiler import capability, codegen, ir, precision, prepare, segment
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
 from tftrt.plugins.manager import Registry
@@ -68,10 +68,12 @@ def engine_attrs(opts: CompileOptions) -> dict:
 def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
                   backend: EngineBackend) -> Conversion:
     """Segment the frozen graph, lower each segment to ONNX and splice in engine nodes."""
-    g = ir.from_graph_def(frozen.graph_def, variable_values=frozen.variable_values)
+    g = prepare.prepare(ir.from_graph_def(frozen.graph_def,
+                                          variable_values=frozen.variable_values), frozen)
     excluded = {ir.parse_input(t.ref)[0] for t in frozen.inputs + frozen.outputs}
     deny = capability.denylist_from_env() if opts.denylist is None else opts.denylist
-    marked = capability.mark_supported(g, registry, excluded, deny, opts.use_dynamic_shape)
+    marked = capability.mark_supported(g, registry, excluded, deny, opts.use_dynamic_shape,
+                                         backend)
     counts = capability.nonconversion_counts(marked)
     segments = [] if opts.minimum_segment_size == -1 else segment.segment_graph(
         marked, opts.minimum_segment_size, opts.max_engines)

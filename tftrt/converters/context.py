@@ -25,6 +25,10 @@ NHWC_TO_NCHW: tuple[int, ...] = (0, 3, 1, 2)
 NCHW_TO_NHWC: tuple[int, ...] = (0, 2, 3, 1)
 
 FLOAT_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float16)})
+INT_DTYPES = frozenset({np.dtype(np.int32), np.dtype(np.int64)})
+# what arithmetic converters accept; a backend that computes some of it inexactly says so
+# (plugins.types.NumericLimits), and the capability pass keeps such nodes native there
+NUMERIC_DTYPES = FLOAT_DTYPES | INT_DTYPES
 
 
 def invert_perm(perm: Sequence[int]) -> tuple[int, ...]:
@@ -225,6 +229,8 @@ def _prune(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto],
 
 __all__ = [
     "FLOAT_DTYPES",
+    "INT_DTYPES",
+    "NUMERIC_DTYPES",
     "NCHW_TO_NHWC",
     "NHWC_TO_NCHW",
     "LoweringContext",

@@ -9,14 +9,13 @@ import numpy as np
 
 from tftrt.converters.base import converter
 from tftrt.converters.context import (
-    FLOAT_DTYPES,
     LoweringContext,
     NodeInfo,
     Perm,
     TensorProto,
     onnx_dtype,
 )
-from tftrt.converters.elementwise import FLOAT_AND_INT32, onnx_axis
+from tftrt.converters.elementwise import NUMERIC, onnx_axis
 
 BOOL = np.dtype(np.bool_)
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
@@ -82,7 +81,7 @@ def convert_mean(ctx: LoweringContext, node: NodeInfo) -> None:
     _reduce(ctx, node)
 
 
-@converter("Sum", "Max", "Min", "Prod", dtypes=FLOAT_DTYPES | {np.dtype(np.int32)},
+@converter("Sum", "Max", "Min", "Prod", dtypes=NUMERIC,
            const_inputs=(1,), validate=_validate_reduce, restrictions=_RESTRICTIONS)
 def convert_reduce(ctx: LoweringContext, node: NodeInfo) -> None:
     _reduce(ctx, node)
@@ -132,7 +131,7 @@ def _validate_arg_reduce(node: NodeInfo) -> str | None:
     return _check_const_axis(node, "dimension")
 
 
-@converter("ArgMax", "ArgMin", dtypes=FLOAT_AND_INT32, const_inputs=(1,),
+@converter("ArgMax", "ArgMin", dtypes=NUMERIC, const_inputs=(1,),
            validate=_validate_arg_reduce,
            restrictions="constant axis; known input rank; int32 or int64 output")
 def convert_arg_reduce(ctx: LoweringContext, node: NodeInfo) -> None:
@@ -168,7 +167,7 @@ def _validate_top_k(node: NodeInfo) -> str | None:
     return None
 
 
-@converter("TopKV2", dtypes=FLOAT_AND_INT32, const_inputs=(1,), validate=_validate_top_k,
+@converter("TopKV2", dtypes=NUMERIC, const_inputs=(1,), validate=_validate_top_k,
            restrictions="constant k; sorted=True")
 def convert_top_k(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)
@@ -189,7 +188,7 @@ def _validate_cumsum(node: NodeInfo) -> str | None:
     return _check_const_axis(node, "axis")
 
 
-@converter("Cumsum", dtypes=FLOAT_AND_INT32, const_inputs=(1,), validate=_validate_cumsum,
+@converter("Cumsum", dtypes=NUMERIC, const_inputs=(1,), validate=_validate_cumsum,
            restrictions="constant axis; known input rank")
 def convert_cumsum(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)

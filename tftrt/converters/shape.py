@@ -29,7 +29,9 @@ from tftrt.converters.context import (
 
 # Element types the data-movement ops accept.
 DATA_DTYPES = frozenset(np.dtype(d) for d in (np.float32, np.float16, np.int32, np.int64,
-                                               np.bool_))
+                                               np.bool_, np.uint8, np.int8))
+# Casts also take the narrow integers images and quantized data arrive in
+CAST_DTYPES = DATA_DTYPES | frozenset(np.dtype(d) for d in (np.int16, np.uint16))
 INDEX_DTYPES = frozenset({np.dtype(np.int32), np.dtype(np.int64)})
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
@@ -351,12 +353,13 @@ def convert_shape(ctx: LoweringContext, node: NodeInfo) -> None:
 
 
 def _validate_cast(node: NodeInfo) -> str | None:
-    return (_dtype_reason(node, "SrcT", DATA_DTYPES)
-            or _dtype_reason(node, "DstT", DATA_DTYPES))
+    return (_dtype_reason(node, "SrcT", CAST_DTYPES)
+            or _dtype_reason(node, "DstT", CAST_DTYPES))
 
 
 @converter("Cast", dtypes=None, validate=_validate_cast,
-           restrictions="SrcT and DstT among float32, float16, int32, int64, bool")
+           restrictions="SrcT and DstT among float32, float16, int64, int32, int16, int8, "
+                        "uint16, uint8, bool")
 def convert_cast(ctx: LoweringContext, node: NodeInfo) -> None:
     x, perm = ctx.input_any(node, 0)
     dst = np.dtype(node.attr("DstT"))

@@ -1,0 +1,30 @@
+"""The IR passes between import and capability: what the model's facts tell the converters.
+
+Each pass takes the IR and returns the IR:
+  * static tables' value ranges onto their resource nodes (``intervals`` reads them);
+  * constant folding of every all-constant subgraph (``constfold``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tftrt.compiler import constfold
+from tftrt.compiler.freeze import FrozenModel
+from tftrt.compiler.ir import IR
+from tftrt.specs import parse_input
+
+
+def annotate_tables(g: IR, table_ranges: Mapping[str, tuple[float, float]]) -> IR:
+    """Resource nodes of static tables get ``table_range``: (min, max) of their values."""
+    for name, rng in table_ranges.items():
+        if name in g:
+            g.nodes[name]["table_range"] = rng
+    return g
+
+
+def prepare(g: IR, frozen: FrozenModel) -> IR:
+    """All passes, in order, for the model ``frozen`` imported as ``g``."""
+    g = annotate_tables(g, frozen.table_ranges)
+    keep = frozenset(parse_input(t.ref)[0] for t in frozen.inputs + frozen.outputs)
+    return constfold.fold_constants(g, keep, fold_variable_reads=frozen.frozen)
