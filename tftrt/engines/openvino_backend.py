@@ -99,10 +99,10 @@ class OpenVinoEngine:
 _EXACT_INTEGER_OPS = frozenset({
     "Abs", "Add", "And", "ArgMax", "ArgMin", "Cast", "Concat", "ConstantOfShape", "CumSum",
     "Equal", "Expand", "Flatten", "Gather", "GatherElements", "GatherND", "Greater",
-    "GreaterOrEqual", "Identity", "Less", "LessOrEqual", "Max", "Min", "Mul", "Neg", "NonMaxSuppression", "Not",
-    "Or", "Range", "Reshape", "ScatterElements", "ScatterND", "Shape", "Sign", "Size",
-    "Slice", "Split", "Squeeze", "Sub", "Tile", "TopK", "Transpose", "Unsqueeze", "Where",
-    "Xor"})
+    "GreaterOrEqual", "Identity", "Less", "LessOrEqual", "Max", "Min", "Mul", "Neg",
+    "NonMaxSuppression", "Not", "Or", "Range", "Reshape", "ScatterElements", "ScatterND",
+    "Shape", "Sign", "Size", "Slice", "Split", "Squeeze", "Sub", "Tile", "TopK", "Transpose",
+    "Unsqueeze", "Where", "Xor"})
 OPENVINO_LIMITS = NumericLimits(narrowed={np.dtype(np.int64): (1 << 31) - 1,
                                           np.dtype(np.uint64): (1 << 31) - 1},
                                 exact_integer_ops=_EXACT_INTEGER_OPS)
