@@ -44,7 +44,8 @@ def node_info(g: IR, name: str, dynamic_shape: bool = False) -> NodeInfo:
                     input_dtypes=dtypes, input_shapes=shapes, input_consts=consts,
                     output_dtypes=list(data["output_dtypes"]),
                     output_shapes=list(data["output_shapes"]), dynamic_shape=dynamic_shape,
-                    used_outputs=used, value=data.get("variable_value"))
+                    used_outputs=used, value=data.get("variable_value"),
+                    functions=g.graph.get("functions"))
 
 
 def _at(lst: list, i: int):
@@ -119,6 +120,21 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
     for k, spec in enumerate(inputs):
         ctx.bind(spec.ref, input_name(k))
         ctx.shapes[spec.ref] = spec.shape
+    run_converters(ctx, infos, registry)
+    out_vi = []
+    for k, spec in enumerate(outputs):
+        src = ctx.as_layout(spec.ref, None)
+        out = output_name(k)
+        ctx.node("Identity", [src], hint=out)
+        # the Identity's output got a unique name; rename it to the port name
+        ctx.nodes[-1].output[0] = out
+        out_vi.append((out, spec.dtype, spec.shape))
+    in_vi = [(input_name(k), s.dtype, s.shape) for k, s in enumerate(inputs)]
+    return ctx.make_model(in_vi, out_vi, name)
+
+
+def run_converters(ctx: LoweringContext, infos: Sequence[NodeInfo], registry: Registry) -> None:
+    """Run the converter of each of ``infos`` (in topological order) into ``ctx``."""
     for info in infos:
         for k, shape in enumerate(info.output_shapes):
             ctx.shapes[f"{info.name}:{k}"] = shape
@@ -133,13 +149,3 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
             raise
         except Exception as exc:  # a converter bug must name its node
             raise LoweringError(f"converting {info.op} node {info.name!r} failed: {exc}") from exc
-    out_vi = []
-    for k, spec in enumerate(outputs):
-        src = ctx.as_layout(spec.ref, None)
-        out = output_name(k)
-        ctx.node("Identity", [src], hint=out)
-        # the Identity's output got a unique name; rename it to the port name
-        ctx.nodes[-1].output[0] = out
-        out_vi.append((out, spec.dtype, spec.shape))
-    in_vi = [(input_name(k), s.dtype, s.shape) for k, s in enumerate(inputs)]
-    return ctx.make_model(in_vi, out_vi, name)

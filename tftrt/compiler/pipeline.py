@@ -69,7 +69,8 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
                   backend: EngineBackend) -> Conversion:
     """Segment the frozen graph, lower each segment to ONNX and splice in engine nodes."""
     g = prepare.prepare(ir.from_graph_def(frozen.graph_def,
-                                          variable_values=frozen.variable_values), frozen)
+                                          variable_values=frozen.variable_values),
+                        frozen, registry, backend, opts.use_dynamic_shape)
     excluded = {ir.parse_input(t.ref)[0] for t in frozen.inputs + frozen.outputs}
     deny = capability.denylist_from_env() if opts.denylist is None else opts.denylist
     marked = capability.mark_supported(g, registry, excluded, deny, opts.use_dynamic_shape,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tftrt.converters import (
     activations,
     comparison,
+    control_flow,
     conv,
     elementwise,
     image,
@@ -24,4 +25,4 @@ from tftrt.plugins.types import OpConverter
 @hookimpl
 def tftrt_op_converters() -> list[OpConverter]:
     return collect(structural, elementwise, comparison, activations, conv, matrix, shape,
-                   reduce, image, nms, quantization, variables)
+                   reduce, image, nms, quantization, variables, control_flow)
