@@ -3,7 +3,9 @@
 Used where a backend computes integers exactly only up to some magnitude (see
 ``plugins.types.NumericLimits``): position and shape arithmetic derives from tensor
 dimensions, constants and arg-reductions, so its range is known even when its values
-are not. Tensor dimensions are taken to fit in int32 (no engine indexes beyond that).
+are not. A tensor dimension is taken to be below 2^30 and a tensor to hold fewer than
+2^31 elements (what 32-bit indexing engines can address). Comparisons whose outcome the
+ranges decide are constant, and so is the branch a Select takes on them.
 Unknown values get their dtype's full range (infinite for floats). A static table's
 values are known at conversion time: its resource node carries ``table_range``.
 """
@@ -20,7 +22,8 @@ from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 
 Interval = tuple[float, float]
-DIM_MAX = float((1 << 31) - 1)
+DIM_MAX = float(1 << 30)
+ELEMENTS_MAX = float((1 << 31) - 1)
 UNBOUNDED: Interval = (-math.inf, math.inf)
 
 # ops whose output holds values of their data inputs (given by position; None: all)
@@ -34,10 +37,12 @@ _MOVES: dict[str, tuple[int, ...] | None] = {
     "DepthToSpace": (0,), "SpaceToDepth": (0,), "ResizeNearestNeighbor": (0,),
     "EnsureShape": (0,), "CheckNumerics": (0,), "XlaDynamicSlice": (0,),
 }
-_BOOL_OPS = frozenset({"Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual",
-                       "LogicalAnd", "LogicalOr", "LogicalNot", "IsNan", "IsInf", "IsFinite",
-                       "All", "Any"})
-_INDEX_OUTPUTS = frozenset({"Shape", "ShapeN", "Size", "Rank", "Where"})
+_BOOL_OPS = frozenset({"Equal", "NotEqual", "LogicalAnd", "LogicalOr", "LogicalNot", "IsNan",
+                       "IsInf", "IsFinite", "All", "Any"})
+_INDEX_OUTPUTS = frozenset({"Shape", "ShapeN", "Rank", "Where"})
+# reading a shape's entries keeps them dims; their product is a number of elements
+_SHAPE_PATH = frozenset({"Identity", "StridedSlice", "Slice", "GatherV2", "Cast", "Pack",
+                         "ConcatV2"})
 # op -> (its input positions that index into another input): valid indices are in range,
 # whatever the engine narrows them to
 INDEX_INPUTS: dict[str, tuple[int, ...]] = {
@@ -179,9 +184,21 @@ def _node_ranges(state: _Ranges, name: str) -> list[Interval] | None:
     if value is not None:
         iv = _const_interval(value)
         return None if iv is None else [iv]
+    ins = state.inputs(name)
+    if op in ("Less", "LessEqual", "Greater", "GreaterEqual"):
+        return [_compare(op, ins[0], ins[1])]
+    if op == "LogicalNot":
+        return [(1 - ins[0][1], 1 - ins[0][0])]
     if op in _BOOL_OPS:
         return [(0.0, 1.0)]
-    ins = state.inputs(name)
+    if op in ("Select", "SelectV2") and ins[0] in ((0.0, 0.0), (1.0, 1.0)):
+        return [ins[2] if ins[0] == (0.0, 0.0) else ins[1]]
+    if op == "Size":
+        return [(0.0, ELEMENTS_MAX)]
+    if op == "Prod" and _reads_shape(g, irmod.data_inputs(g, name)[0]):
+        return [(0.0, ELEMENTS_MAX)]
+    if op == "Bucketize":
+        return [(0.0, float(len(irmod.attrs(g, name).get("boundaries") or [])))]
     if op in _INDEX_OUTPUTS:
         return [(0.0, DIM_MAX)] * max(1, len(d["output_dtypes"]))
     if op in ("ArgMax", "ArgMin"):
@@ -234,6 +251,33 @@ def _node_ranges(state: _Ranges, name: str) -> list[Interval] | None:
         return [_hull(*chosen)] * max(1, len(d["output_dtypes"])) if chosen else None
     iv = _arith(op, ins) if ins else None
     return None if iv is None else [iv]
+
+
+def _compare(op: str, a: Interval, b: Interval) -> Interval:
+    """(1, 1) when ``a op b`` always holds, (0, 0) when it never does, else (0, 1)."""
+    if op in ("Greater", "GreaterEqual"):
+        a, b = b, a
+        op = "Less" if op == "Greater" else "LessEqual"
+    if op == "Less":
+        always, never = a[1] < b[0], a[0] >= b[1]
+    else:
+        always, never = a[1] <= b[0], a[0] > b[1]
+    return (1.0, 1.0) if always else (0.0, 0.0) if never else (0.0, 1.0)
+
+
+def _reads_shape(g: IR, ref: str) -> bool:
+    """Whether tensor ``ref`` holds entries of one tensor's shape (and nothing else)."""
+    seen = 0
+    while seen < 16:
+        src = irmod.parse_input(ref)[0]
+        op = g.nodes[src]["op"]
+        if op == "Shape":
+            return True
+        ins = irmod.data_inputs(g, src)
+        if op not in _SHAPE_PATH or not ins or op in ("Pack", "ConcatV2"):
+            return False
+        ref, seen = ins[0], seen + 1
+    return False
 
 
 def _shape_of(g: IR, ref: str):

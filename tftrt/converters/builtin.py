@@ -9,6 +9,7 @@ from tftrt.converters import (
     conv,
     elementwise,
     image,
+    indexing,
     matrix,
     nms,
     quantization,
@@ -25,4 +26,4 @@ from tftrt.plugins.types import OpConverter
 @hookimpl
 def tftrt_op_converters() -> list[OpConverter]:
     return collect(structural, elementwise, comparison, activations, conv, matrix, shape,
-                   reduce, image, nms, quantization, variables, control_flow)
+                   reduce, image, indexing, nms, quantization, variables, control_flow)

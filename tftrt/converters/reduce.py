@@ -54,12 +54,38 @@ def _validate_reduce(node: NodeInfo) -> str | None:
     return None
 
 
+# integer products and sums over at most this many elements become Mul/Add chains:
+# exact on every backend (some compute integer reductions in float32)
+_CHAIN_MAX = 16
+
+
+def _chain(ctx: LoweringContext, node: NodeInfo, name: str, axis: int, size: int,
+           keep: bool) -> str:
+    """Integer Prod/Sum over one axis of static ``size`` as a chain of Mul/Add."""
+    op = "Mul" if node.op == "Prod" else "Add"
+    out = None
+    for k in range(size):
+        part = ctx.node("Gather", [name, ctx.const(np.array(k, np.int64), "index")],
+                        axis=axis, hint=f"{node.name}_{k}")
+        out = part if out is None else ctx.node(op, [out, part], hint=f"{node.name}_{op}")
+    if keep:
+        out = ctx.node("Unsqueeze", [out, ctx.int64s([axis])], hint=node.name)
+    return out
+
+
 def _reduce(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)
     axes = reduction_axes(node)
     keep = bool(node.attr("keep_dims", False))
     onnx_axes = sorted(onnx_axis(perm, a) for a in axes)
     op = _ONNX_OP[node.op]
+    shape = node.input_shapes[0]
+    if (node.op in ("Prod", "Sum") and np.dtype(node.attr("T")).kind in "iu"
+            and len(axes) == 1 and shape is not None and shape[axes[0]] is not None
+            and 0 < shape[axes[0]] <= _CHAIN_MAX):
+        out = _chain(ctx, node, name, onnx_axes[0], shape[axes[0]], keep)
+        ctx.set_output(node, 0, out, reduced_perm(perm, axes, keep))
+        return
     logical = node.op in ("All", "Any")
     hint = f"{node.name}_reduce" if logical else node.name
     if logical:

@@ -518,30 +518,6 @@ def convert_strided_slice(ctx: LoweringContext, node: NodeInfo) -> None:
     ctx.set_output(node, 0, y, perm)
 
 
-# -- GatherV2 ------------------------------------------------------------------------
-
-def _validate_gather(node: NodeInfo) -> str | None:
-    if (reason := _known_rank(node)) is not None:
-        return reason
-    if (reason := _dtype_reason(node, "Tindices", INDEX_DTYPES)) is not None:
-        return reason
-    if node.attr("batch_dims", 0) != 0:
-        return f"GatherV2 batch_dims={node.attr('batch_dims')} is not supported (only 0)"
-    axis = _int_list(node.const(2))
-    rank = node.rank(0)
-    if len(axis) != 1 or not -rank <= axis[0] < rank:
-        return f"GatherV2 axis {axis} is out of range for rank {rank}"
-    return None
-
-
-@converter("GatherV2", dtypes=DATA_DTYPES, dtype_attr="Tparams", const_inputs=(2,),
-           validate=_validate_gather, restrictions="axis must be constant, batch_dims 0")
-def convert_gather(ctx: LoweringContext, node: NodeInfo) -> None:
-    axis = _int_list(node.const(2))[0] % node.rank(0)
-    y = ctx.node("Gather", [ctx.input(node, 0), ctx.input(node, 1)], hint=node.name, axis=axis)
-    ctx.set_output(node, 0, y)
-
-
 # -- Unpack / Split / SplitV -------------------------------------------------------------
 
 def _validate_unpack(node: NodeInfo) -> str | None:
