@@ -70,6 +70,27 @@ def inputs_while_rnn(rng: np.random.Generator, batch: int) -> dict[str, np.ndarr
     return {"x": rng.standard_normal((batch, 16)).astype(np.float32)}
 
 
+def build_while_native_body(path: str, steps: int = 4) -> None:
+    """A loop whose body holds an op no engine runs (Lgamma): the loop stays native and the
+    rest of its body converts."""
+    rng = np.random.default_rng(0)
+    module = tf.Module()
+    module.w = tf.Variable(rng.standard_normal((16, 16)).astype(np.float32) * 0.3)
+
+    def fn(x):
+        def body(i, h):
+            z = tf.tanh(tf.matmul(h, module.w) + 0.5) * 2.0
+            return i + 1, z + 0.01 * tf.math.lgamma(tf.abs(z) + 1.0) - tf.sigmoid(z)
+
+        _, h = tf.while_loop(lambda i, h: i < steps, body, (tf.constant(0), x))
+        return {"h": h}
+
+    _save(path, module, fn, [tf.TensorSpec([None, 16], tf.float32, name="x")])
+
+
+inputs_while_native_body = inputs_while_rnn
+
+
 # -- a tf.cond ---------------------------------------------------------------------------
 
 def build_cond(path: str) -> None:

@@ -172,7 +172,8 @@ def freeze_function(func, signature_key: str, freeze: bool = True,
                                                     lower=False)
     optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs])
     keep = {t.ref.split(":")[0] for t in inputs + outputs}
-    pruned = prune_dead_nodes(_drop_controls_on(optimized, set(variables)), keep)
+    pruned = prune_dead_nodes(_drop_controls_on(functions.drop_colocation(optimized),
+                                                set(variables)), keep)
     live = {n.name for n in pruned.node}
     return FrozenModel(pruned, inputs, outputs, signature_key,
                        {k: v for k, v in variables.items() if k in live},

@@ -56,6 +56,14 @@ def set_control_flow_lowering(graph_def: graph_pb2.GraphDef, lower: bool,
     return out
 
 
+def drop_colocation(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    """``graph_def`` without colocation constraints (``_class``): placement is not ours to
+    keep, and a constraint naming a node outside an engine's segment breaks that segment."""
+    for node in _all_nodes(graph_def):
+        node.attr.pop("_class", None)
+    return graph_def
+
+
 def remaining_calls(graph_def: graph_pb2.GraphDef) -> list[str]:
     """Names of the main graph's function-call nodes."""
     return [n.name for n in graph_def.node if n.op in CALL_OPS]

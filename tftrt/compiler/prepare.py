@@ -3,14 +3,16 @@
 Each pass takes the IR and returns the IR:
   * the function library, for the converters of control flow (``subgraphs``);
   * static tables' value ranges onto their resource nodes (``intervals`` reads them);
-  * constant folding of every all-constant subgraph (``constfold``).
+  * constant folding of every all-constant subgraph (``constfold``);
+  * control flow whose functions do not convert entirely is lowered into the graph, so
+    that its body's ops become candidates (``controlflow``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tftrt.compiler import constfold
+from tftrt.compiler import capability, constfold, controlflow
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.ir import IR
 from tftrt.compiler.subgraphs import FunctionLowering
@@ -45,4 +47,16 @@ def prepare(g: IR, frozen: FrozenModel, registry: Registry, backend: object | No
     g = attach_functions(g, registry, backend, dynamic_shape)
     g = annotate_tables(g, frozen.table_ranges)
     keep = frozenset(parse_input(t.ref)[0] for t in frozen.inputs + frozen.outputs)
-    return fold(g, keep, fold_variable_reads=frozen.frozen)
+    g = fold(g, keep, fold_variable_reads=frozen.frozen)
+    flow = controlflow.control_flow_nodes(g)
+    if flow:
+        facts = capability.backend_facts(g, backend)
+        reasons = {n: capability.node_reason(g, n, registry, frozenset(), frozenset(),
+                                             dynamic_shape, facts) for n in flow}
+        lowered = controlflow.lower_unconvertible(
+            g, reasons, [t.ref for t in frozen.inputs + frozen.outputs],
+            frozen.variable_values)
+        if lowered is not g:
+            g = fold(attach_functions(lowered, registry, backend, dynamic_shape), keep,
+                     fold_variable_reads=frozen.frozen)
+    return g
