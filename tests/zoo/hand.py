@@ -195,3 +195,35 @@ def build_ssd(path: str, size: int = 96, classes: int = 6) -> None:
 
 def inputs_ssd(rng: np.random.Generator, batch: int, size: int = 96) -> dict[str, np.ndarray]:
     return {"images": rng.integers(0, 256, (batch, size, size, 3)).astype(np.uint8)}
+
+
+# -- int64 ids ---------------------------------------------------------------------------
+
+class MaskedPool(keras.layers.Layer):
+    """Token and position embeddings, mean-pooled over the tokens that are not padding."""
+
+    def __init__(self, vocab: int, width: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.tokens = keras.layers.Embedding(vocab, width)
+        self.positions = keras.layers.Embedding(64, width)
+
+    def call(self, ids):
+        pos = keras.ops.arange(keras.ops.shape(ids)[1], dtype="int64")
+        x = self.tokens(ids) + self.positions(pos)[None]
+        mask = keras.ops.cast(keras.ops.not_equal(ids, 0), "float32")[..., None]
+        return keras.ops.sum(x * mask, axis=1) / keras.ops.maximum(
+            keras.ops.sum(mask, axis=1), 1.0)
+
+
+def build_int64_ids(path: str) -> None:
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((None,), dtype="int64", name="ids")
+    h = MaskedPool(500, 32)(ids)
+    out = keras.layers.Dense(4)(keras.layers.Dense(32, activation="relu")(h))
+    keras.Model(ids, out).export(path, verbose=False)
+
+
+def inputs_int64_ids(rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+    ids = rng.integers(1, 500, (batch, 12)).astype(np.int64)
+    ids[-1, 8:] = 0  # padding
+    return {"ids": ids}

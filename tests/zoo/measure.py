@@ -38,6 +38,11 @@ class Measurement:
     tf_ms: float | None = None
     tftrt_ms: float | None = None
     convert_s: float = 0.0
+    backend: str = ""
+
+    @property
+    def native_ops(self) -> set[str]:
+        return {op for ops in self.native.values() for op in ops}
 
     @property
     def converted_pct(self) -> float:
@@ -69,8 +74,25 @@ def _live(graph_def, outputs) -> set[str]:
     return live
 
 
+def _ops(nodes, library: dict, seen: tuple = ()) -> int:
+    """Compute ops among ``nodes``, counting the bodies of the functions control flow calls."""
+    count = 0
+    for n in nodes:
+        if n.op in TRIVIAL_OPS:
+            continue
+        count += 1
+        for key in ("body", "cond", "then_branch", "else_branch"):
+            name = n.attr[key].func.name if key in n.attr else ""
+            if name in library and name not in seen:
+                count += _ops(library[name].node_def, library, (*seen, name))
+    return count
+
+
 def op_census(conv: trt.TrtGraphConverterV2) -> tuple[int, int, dict[str, Counter]]:
-    """(compute ops, ops inside engines, reason -> op type counts of ops left native)."""
+    """(compute ops, ops inside engines, reason -> op type counts of ops left native).
+
+    Ops inside the functions of While/If count too (an ONNX Loop holds its body's ops).
+    """
     conversion = conv._conversion  # noqa: SLF001 - the zoo reads the compiler's result
     gd = conversion.graph_def
     live = _live(gd, conversion.frozen.outputs)
@@ -82,7 +104,7 @@ def op_census(conv: trt.TrtGraphConverterV2) -> tuple[int, int, dict[str, Counte
             continue
         if node.op == codegen.ENGINE_OP:
             fdef = library[node.attr["segment_func"].func.name]
-            inside += sum(1 for n in fdef.node_def if n.op not in TRIVIAL_OPS)
+            inside += _ops(fdef.node_def, library)
             continue
         if node.op in TRIVIAL_OPS:
             continue
@@ -115,10 +137,11 @@ def median_ms(fns: list[Callable[[], object]], calls: int) -> list[float]:
     return [1e3 * float(np.median(t)) for t in times]
 
 
-def measure(name: str, src: str, make_inputs: Callable[[np.random.Generator, int], dict],
+def measure(name: str, src: str, make_inputs: Callable[[object, np.random.Generator, int], dict],
             *, batches: tuple[int, ...] = (1, 2), bench_calls: int = 0,
             backend: str = "auto", use_dynamic_shape: bool = True) -> Measurement:
-    """Convert the SavedModel at ``src`` and compare it with TensorFlow on random inputs."""
+    """Convert the SavedModel at ``src`` and compare it with TensorFlow on random inputs
+    (``make_inputs(serving signature, rng, batch)``); with ``bench_calls``, time batch 1."""
     t0 = time.perf_counter()
     conv = trt.TrtGraphConverterV2(input_saved_model_dir=src, use_dynamic_shape=use_dynamic_shape,
                                    backend=backend)
@@ -129,16 +152,17 @@ def measure(name: str, src: str, make_inputs: Callable[[np.random.Generator, int
     rng = np.random.default_rng(0)
     worst = 0.0
     for batch in batches:
-        inputs = make_inputs(rng, batch)
+        inputs = make_inputs(serve, rng, batch)
         want = serve(**{k: tf.constant(v) for k, v in inputs.items()})
         got = fn(**inputs)
         for key in want:
             worst = max(worst, _rel_err(np.asarray(got[key]), want[key].numpy()))
     ops, inside, native = op_census(conv)
     m = Measurement(name, len(conv.engines), ops, inside, native, worst,
-                    runs_without_tensorflow=fn.runs_without_tensorflow, convert_s=convert_s)
+                    runs_without_tensorflow=fn.runs_without_tensorflow, convert_s=convert_s,
+                    backend=conv.backend)
     if bench_calls:
-        inputs = make_inputs(rng, 1)
+        inputs = make_inputs(serve, rng, 1)
         tf_in = {k: tf.constant(v) for k, v in inputs.items()}
         m.tf_ms, m.tftrt_ms = median_ms([lambda: serve(**tf_in), lambda: fn(**inputs)],
                                         bench_calls)

@@ -60,10 +60,11 @@ def limits_reason(info: NodeInfo, limits: NumericLimits, ranges: dict[str, inter
     """Why ``backend`` would not compute node ``info`` exactly, or None."""
     if limits.unlimited:
         return None
-    index_inputs = set(intervals.INDEX_INPUTS.get(info.op, ()))
+    exempt = set(intervals.INDEX_INPUTS.get(info.op, ()))  # values in range or unread
+    exempt |= set(intervals.VALUE_BLIND.get(info.op, ()))
     tensors = [(ref, dt) for i, (ref, dt) in enumerate(zip(info.inputs, info.input_dtypes,
                                                            strict=True))
-               if i not in index_inputs]
+               if i not in exempt]
     tensors += [(f"{info.name}:{k}", dt) for k, dt in enumerate(info.output_dtypes)
                 if k in info.used_outputs]
     ints = [(ref, np.dtype(dt)) for ref, dt in tensors if _is_int(dt)]

@@ -50,6 +50,11 @@ INDEX_INPUTS: dict[str, tuple[int, ...]] = {
     "OneHot": (0,), "TensorScatterUpdate": (1,), "TensorScatterAdd": (1,),
     "ScatterNd": (0, 2), "SparseToDense": (0, 1), "UnsortedSegmentSum": (1, 2),
 }
+# op -> its input positions whose values it does not read (only their shapes)
+VALUE_BLIND: dict[str, tuple[int, ...]] = {
+    "Shape": (0,), "ShapeN": (0,), "Size": (0,), "Rank": (0,), "ZerosLike": (0,),
+    "OnesLike": (0,), "zeros_like": (0,), "ones_like": (0,),
+}
 _MONOTONE = {"Exp": np.exp, "Sqrt": np.sqrt, "Floor": np.floor, "Ceil": np.ceil,
              "Round": np.round, "Tanh": np.tanh, "Sigmoid": lambda v: 1 / (1 + np.exp(-v)),
              "Relu": lambda v: max(v, 0.0), "Relu6": lambda v: min(max(v, 0.0), 6.0)}

@@ -6,9 +6,10 @@
   longer carries.
 * Loops: a v1 loop's Merge joins the value entering the loop with the one the previous
   iteration computed; TensorFlow infers it before the iteration's shape is known (and
-  an Enter's shape only for loop constants), so the whole body gets unknown shapes. ``break_loops`` infers the body from the entering
-  shape, relaxes each loop variable to the shape every iteration has, and repeats until
-  nothing changes (what ``tf.while_loop``'s shape invariants state).
+  an Enter's shape only for loop constants), so the whole body gets unknown shapes.
+  ``break_loops`` infers the body from the entering shape, relaxes each loop variable
+  to the shape every iteration has, and repeats until nothing changes (what
+  ``tf.while_loop``'s shape invariants state).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def break_loops(graph_def: graph_pb2.GraphDef,
         view = _with_invariants(graph_def, loops, invariant)
         facts = infer(view)
         changed = False
-        for m, (entering, after) in loops.items():
+        for m, (_, after) in loops.items():
             src, _, slot = after.partition(":")
             shapes = facts.get(src, ([], []))[1]
             k = int(slot) if slot else 0

@@ -1,0 +1,46 @@
+"""The model zoo converts as expected: its engines, only genuinely unconvertible ops left
+native, TensorFlow's results, and no engine that fails at run time.
+
+The default profile converts the zoo's fast models; ``-m slow`` converts all of it.
+``benchmarks/bench_zoo.py`` measures the same conversions for ``docs/models.md``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.zoo import ZOO, ZooModel
+from tests.zoo.measure import Measurement, measure
+
+FAST = sorted(n for n, m in ZOO.items() if m.fast)
+SLOW = sorted(n for n, m in ZOO.items() if not m.fast)
+
+
+def convert_zoo_model(model: ZooModel, workdir) -> Measurement:
+    src = str(workdir / model.name)
+    model.build(src)
+    return measure(model.name, src, model.inputs)
+
+
+def check(model: ZooModel, m: Measurement) -> None:
+    left = m.native_ops - model.expected_native(m.backend)
+    assert not left, f"{model.name}: ops left native that should convert: {m.native_summary()}"
+    assert m.engines == model.engines, (
+        f"{model.name}: {m.engines} engines, expected {model.engines}; {m.native_summary()}")
+    assert m.max_error <= model.rtol, f"{model.name}: max error {m.max_error:.3g}"
+    # an engine that builds but fails at run time is a bug, not a fallback
+    assert m.run_failures == 0 and m.build_failures == 0, f"{model.name}: engine failures"
+    assert m.native_calls == 0 and m.engine_calls > 0, f"{model.name}: engines did not run"
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_zoo_fast(name: str, tmp_path) -> None:
+    model = ZOO[name]
+    check(model, convert_zoo_model(model, tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW)
+def test_zoo(name: str, tmp_path) -> None:
+    model = ZOO[name]
+    check(model, convert_zoo_model(model, tmp_path))
