@@ -17,9 +17,12 @@ W = (RNG.standard_normal((8, 8)) * 0.4).astype(np.float32)
 X = RNG.standard_normal((3, 8)).astype(np.float32)
 
 
+W_VAR = tf.Variable(W)
+
+
 def _rnn(x):
     def body(i, h):
-        return i + 1, tf.tanh(tf.matmul(h, W) + 0.1)
+        return i + 1, tf.tanh(tf.matmul(h, W_VAR) + 0.1)
 
     return tf.while_loop(lambda i, h: i < 5, body, (tf.constant(0), x))[1]
 
@@ -30,8 +33,12 @@ def test_while_loop_is_an_onnx_loop_in_one_engine() -> None:
     assert "Loop" in report.onnx_op_types
     (loop,) = [n for n in report.onnx_model.graph.node if n.op_type == "Loop"]
     body = loop.attribute[0].g
-    # the weight is loop-invariant: read from the enclosing graph, not carried
-    assert len(loop.input) == 2 + 2  # trip count, cond, counter, state
+    # carried: TF's loop counter, i and h; the weight (a loop variable of TF's While) and
+    # the iteration limit are loop-invariant: read from the enclosing graph
+    assert len(loop.input) == 2 + 3
+    weights = {t.name for t in report.onnx_model.graph.initializer if list(t.dims) == [8, 8]}
+    (matmul,) = [n for n in body.node if n.op_type == "MatMul"]
+    assert set(matmul.input) & weights
     assert {n.op_type for n in body.node} >= {"MatMul", "Tanh", "Less"}
 
 
@@ -135,7 +142,8 @@ def test_saved_loop_model_runs_in_plain_tensorflow(tmp_path) -> None:
     def fn(x):
         return {"h": _rnn(x)}
 
-    src = export_module(str(tmp_path / "m"), fn, [tf.TensorSpec([None, 8], tf.float32)])
+    src = export_module(str(tmp_path / "m"), fn, [tf.TensorSpec([None, 8], tf.float32)],
+                        [W_VAR])
     conv = trt.TrtGraphConverterV2(input_saved_model_dir=src, use_dynamic_shape=True)
     fn_conv = conv.convert()
     assert fn_conv.runs_without_tensorflow

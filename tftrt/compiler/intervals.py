@@ -73,8 +73,9 @@ def dtype_range(dtype: np.dtype | None) -> Interval:
 
 
 def _clip(iv: Interval, dtype: np.dtype | None) -> Interval:
+    """``iv`` if the dtype holds it; else the dtype's range (integers wrap around)."""
     lo, hi = dtype_range(dtype)
-    return (max(iv[0], lo), min(iv[1], hi)) if iv[0] <= hi and iv[1] >= lo else (lo, hi)
+    return iv if lo <= iv[0] and iv[1] <= hi else (lo, hi)
 
 
 def _hull(*ivs: Interval) -> Interval:

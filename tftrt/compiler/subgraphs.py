@@ -22,6 +22,8 @@ from tftrt.plugins.manager import Registry
 
 # nodes of a function body that are bookkeeping, not work
 _IGNORED = frozenset({"NoOp", "Placeholder"})
+# ops whose output is their input
+_SAME = frozenset({"Identity", "Snapshot", "StopGradient"})
 
 
 class _Instance:
@@ -134,8 +136,14 @@ class FunctionLowering:
     def passthrough(self, name: str) -> list[int | None]:
         fdef = self._fdefs[name]
         args = [a.name for a in fdef.signature.input_arg]
-        return [args.index(fdef.ret[o.name]) if fdef.ret[o.name] in args else None
-                for o in fdef.signature.output_arg]
+        nodes = {n.name: n for n in fdef.node_def}
+        out = []
+        for o in fdef.signature.output_arg:
+            ref = fdef.ret[o.name]
+            while ref.split(":")[0] in nodes and nodes[ref.split(":")[0]].op in _SAME:
+                ref = next(i for i in nodes[ref.split(":")[0]].input if not i.startswith("^"))
+            out.append(args.index(ref) if ref in args else None)
+        return out
 
     def lower(self, ctx: LoweringContext, name: str, args: Sequence[str],
               types: Sequence[TensorType]) -> list[str]:
