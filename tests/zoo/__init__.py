@@ -94,7 +94,7 @@ HUB = [
     _hub("LlamaBackbone", "decoder, rotary positions, grouped-query attention"),
     _hub("MistralBackbone", "decoder, rotary positions, sliding window"),
     _hub("GemmaBackbone", "decoder, rotary positions"),
-    _hub("T5Backbone", "encoder-decoder, relative positions (buckets)", fast=True),
+    _hub("T5Backbone", "encoder-decoder, relative positions (buckets)"),
     _hub("BartBackbone", "encoder-decoder"),
     _hub("WhisperBackbone", "audio encoder-decoder"),
     _hub("ViTBackbone", "vision transformer"),

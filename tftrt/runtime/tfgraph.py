@@ -21,20 +21,34 @@ def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
     """A ConcreteFunction running ``graph_def`` from tensors ``inputs`` to ``outputs``.
 
     ``captures`` binds resource Placeholders (by node name) to variables or other
-    resources (lookup tables), or to their handle tensors.
+    resources (lookup tables), or to their handle tensors. The graph is imported into
+    a ``tf.function``, so a call costs what calling the original function costs.
     """
-    present = {n.name for n in graph_def.node}
+    nodes = {n.name: n for n in graph_def.node}
+    specs = [_placeholder_spec(nodes, ref) for ref in inputs]
+    bound = {name: obj for name, obj in (captures or {}).items() if name in nodes}
+    outputs = list(outputs)
 
-    def _import():
+    def run(*args):
+        input_map = dict(zip(inputs, args, strict=True))
         graph = tf.compat.v1.get_default_graph()
-        input_map = {f"{name}:0": graph.capture(resource_handle(obj))
-                     for name, obj in (captures or {}).items() if name in present}
-        tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
+        input_map.update({f"{name}:0": graph.capture(resource_handle(obj))
+                          for name, obj in bound.items()})
+        wanted = [ref for ref in outputs if ref not in input_map]
+        got = dict(zip(wanted, tf.graph_util.import_graph_def(
+            graph_def, input_map=input_map, return_elements=wanted, name=""), strict=True))
+        return [input_map[ref] if ref in input_map else got[ref] for ref in outputs]
 
-    wrapped = tf.compat.v1.wrap_function(_import, [])
-    g = wrapped.graph
-    return wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
-                         [g.get_tensor_by_name(t) for t in outputs])
+    return tf.function(run, input_signature=specs, autograph=False).get_concrete_function()
+
+
+def _placeholder_spec(nodes: Mapping[str, node_def_pb2.NodeDef], ref: str) -> tf.TensorSpec:
+    name = ref.split(":")[0]
+    node = nodes.get(name)
+    if node is None or node.op != "Placeholder":
+        raise TftrtError(f"graph input {ref!r} is not a Placeholder of the graph")
+    shape = tf.TensorShape(node.attr["shape"].shape) if "shape" in node.attr else None
+    return tf.TensorSpec(shape, tf.as_dtype(node.attr["dtype"].type))
 
 
 def resource_handle(obj: Any) -> tf.Tensor:
