@@ -113,7 +113,32 @@ def mark_supported(g: IR, registry: Registry, excluded: Iterable[str] = (),
         reason = node_reason(out, name, registry, excl, deny, dynamic_shape, facts)
         out.nodes[name]["supported"] = reason is None
         out.nodes[name]["reason"] = reason
-    return out
+    return keep_complex_inside(out)
+
+
+COMPLEX = frozenset({np.dtype(np.complex64), np.dtype(np.complex128)})
+COMPLEX_BOUNDARY = ("a complex tensor would cross an engine boundary (engines hold complex "
+                    "numbers as pairs of floats): its producer or a consumer stays native")
+
+
+def keep_complex_inside(g: IR) -> IR:
+    """Refuse nodes whose complex tensors would reach a native node (to a fixpoint)."""
+    changed = True
+    while changed:
+        changed = False
+        for src, dst, d in g.edges(data=True):
+            if d["control"]:
+                continue
+            dtypes = g.nodes[src]["output_dtypes"]
+            slot = d["src_slot"]
+            if slot >= len(dtypes) or dtypes[slot] not in COMPLEX:
+                continue
+            a, b = g.nodes[src], g.nodes[dst]
+            if a.get("supported") != b.get("supported"):
+                loser = a if a.get("supported") else b
+                loser["supported"], loser["reason"] = False, COMPLEX_BOUNDARY
+                changed = True
+    return g
 
 
 def nonconversion_counts(g: IR) -> dict[str, dict[str, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 
 from tftrt.compiler import ir as irmod
@@ -107,6 +108,10 @@ def lower_segment(g: IR, plan: SegmentPlan, registry: Registry, name: str,
     outs = list(plan.outputs if outputs is None else outputs)
     in_specs = [tensor_spec(g, r) for r in plan.inputs]
     out_specs = [tensor_spec(g, r) for r in outs]
+    for spec in in_specs + out_specs:
+        if spec.dtype is not None and np.dtype(spec.dtype).kind == "c":
+            raise LoweringError(f"complex tensor {spec.ref} would be an engine input or "
+                                "output; engines hold complex numbers as pairs of floats")
     infos = [node_info(g, n, dynamic_shape)
              for n in irmod.topological_order(g.subgraph(plan.nodes))]
     model = lower_nodes(infos, in_specs, out_specs, registry, name)

@@ -15,6 +15,7 @@ from tftrt.converters import (
     quantization,
     reduce,
     shape,
+    spectral,
     structural,
     variables,
 )
@@ -26,4 +27,5 @@ from tftrt.plugins.types import OpConverter
 @hookimpl
 def tftrt_op_converters() -> list[OpConverter]:
     return collect(structural, elementwise, comparison, activations, conv, matrix, shape,
-                   reduce, image, indexing, nms, quantization, variables, control_flow)
+                   reduce, image, indexing, nms, quantization, variables, control_flow,
+                   spectral)
