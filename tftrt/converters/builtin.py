@@ -15,6 +15,7 @@ from tftrt.converters import (
     quantization,
     reduce,
     shape,
+    slicing,
     spectral,
     structural,
     variables,
@@ -28,4 +29,4 @@ from tftrt.plugins.types import OpConverter
 def tftrt_op_converters() -> list[OpConverter]:
     return collect(structural, elementwise, comparison, activations, conv, matrix, shape,
                    reduce, image, indexing, nms, quantization, variables, control_flow,
-                   spectral)
+                   spectral, slicing)
