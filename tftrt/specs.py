@@ -16,6 +16,9 @@ ENGINE_OP = "TRTEngineOp"
 # baked in): the op it replaces, so reports count it under that op.
 ORIGINAL_OP_ATTR = "_tftrt_original_op"
 
+# How dynamic shape mode makes optimization profiles from the build shapes.
+PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
+
 # None: unknown rank; a None dimension: unknown size.
 Shape = tuple[int | None, ...] | None
 

@@ -22,6 +22,7 @@ from tftrt.plugins.types import EngineBackend
 from tftrt.report.nonconversion import emit_nonconversion_report
 from tftrt.report.summary import format_summary
 from tftrt.runtime.executor import ConvertedFunction
+from tftrt.specs import PROFILE_STRATEGIES
 
 log = logging.getLogger("tftrt")
 
@@ -43,7 +44,6 @@ class TrtProfileStrategy:
     IMPLICIT_BATCH_MODE_COMPATIBLE = "ImplicitBatchModeCompatible"
 
 
-_PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
 
 # TF-TRT's default for TensorRT >= 8.4; engines use what they need.
 DEFAULT_TRT_MAX_WORKSPACE_SIZE_BYTES = sys.maxsize - 512
@@ -120,11 +120,14 @@ class TrtGraphConverterV2:
         use_dynamic_shape = bool(use_dynamic_shape)
         if use_dynamic_shape:
             strategy = dynamic_shape_profile_strategy or "Range"
-            match = [s for s in _PROFILE_STRATEGIES if s.lower() == str(strategy).lower()]
+            match = [s for s in PROFILE_STRATEGIES if s.lower() == str(strategy).lower()]
             if not match:
                 raise ValueError(f"Invalid profile strategy {strategy!r}; expected one of "
-                                 f"{list(_PROFILE_STRATEGIES)}")
+                                 f"{list(PROFILE_STRATEGIES)}")
             strategy = match[0]
+            if strategy == TrtProfileStrategy.IMPLICIT_BATCH_MODE_COMPATIBLE:
+                log.warning("the ImplicitBatchModeCompatible profile strategy is deprecated, "
+                            "as in TF-TRT: it keeps implicit batch mode's engines")
         else:
             strategy = "Unknown"
         self._freeze = "disable_graph_freezing" not in _experimental_features()
@@ -231,7 +234,15 @@ class TrtGraphConverterV2:
             conversion.onnx_models[name] = model
 
     def build(self, input_fn: Callable[[], Iterable[Any]]) -> None:
-        """Build the engines for the shapes ``input_fn`` yields (arrays, lists/tuples or dicts)."""
+        """Build the engines for the shapes ``input_fn`` yields (arrays, lists/tuples or dicts).
+
+        Implicit batch mode: each item runs through the converted function, building an
+        engine for each shape no cached engine serves (an engine of batch N serves every
+        batch <= N). Dynamic shape mode: the items' shapes are collected (the segments run
+        natively meanwhile), then each engine is built once, for the profiles
+        ``dynamic_shape_profile_strategy`` makes of them. Afterwards runtime builds follow
+        ``allow_build_at_runtime``.
+        """
         if self._built:
             raise NotImplementedError("build() can only be called once")
         if input_fn is None:
@@ -241,16 +252,28 @@ class TrtGraphConverterV2:
         if self._pending_calibration is not None:
             self._calibrate(self._conversion, self._converted_func, self._pending_calibration)
             self._pending_calibration = None
-        count = 0
-        for item in input_fn():
-            args, kwargs = _as_call(item)
-            try:
-                self._converted_func(*args, **kwargs)
-            except InputSpecError as exc:
-                raise InputSpecError(f"input_fn item {count}: {exc}") from None
-            count += 1
+        func, ops = self._converted_func, list(self._conversion.engines.values())
+        dynamic = self._options.use_dynamic_shape
+        if dynamic:
+            for op in ops:
+                op.begin_collecting()
+                op.record_only = func.runs_without_tensorflow  # outputs unused: skip native
+        try:
+            count = _run_items(func, input_fn)
+            if dynamic:
+                for op in ops:
+                    op.build_collected()
+        except BaseException:
+            for op in ops:  # a failed build() leaves no engine half the items built
+                op.reset()
+            raise
+        finally:
+            for op in ops:
+                op.collector, op.record_only = None, False
         if count == 0:
             raise ValueError("input_fn yielded no inputs; engines need at least one")
+        for op in ops:
+            op.allow_build_at_runtime = self._allow_build_at_runtime
         self._built = True
 
     def save(self, output_saved_model_dir: str, save_gpu_specific_engines: bool = True,
@@ -293,12 +316,28 @@ def engine_notes(op: Any) -> list[str]:
                      f"of shapes {cal['input_shapes']}, {cal.get('weight_bits', 8)}-bit weights")
     elif cal and cal.get("source") == "graph":
         notes.append("INT8 scales: from the graph's quantization ops")
+    notes.extend(shape_notes(op))
     st = op.stats
     if st.build_failures or st.run_failures or st.load_failures or st.native_calls:
         notes.append(f"Native fallback: {st.native_calls} native calls, {st.engine_calls} engine "
                      f"calls; failures: {st.build_failures} build, {st.run_failures} run, "
                      f"{st.load_failures} load; last error: {st.last_error}")
     return notes
+
+
+def shape_notes(op: Any) -> list[str]:
+    """The summary's lines on which shapes an engine serves, and how its backend does it."""
+    if op.dynamic_shape:
+        profiles = "; ".join(str(p) for p in op.profiles) if op.profiles else \
+            "none yet (build() makes them; without it, the first call's shapes)"
+        lines = [f"Profiles ({op.profile_strategy}): {profiles}"]
+    else:
+        keys = [k for k, _ in op.engines()]
+        served = ", ".join(str(k[0]) for k in keys) if keys else "none built yet"
+        lines = [f"Implicit batch engines (each serves batch 1 up to its own): {served}"]
+    if op.realization:
+        lines.append(f"Runs as: {op.realization}")
+    return lines
 
 
 def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:
@@ -313,6 +352,31 @@ def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:
         else:
             log.warning("%s: INT8 without calibration, and its segment has no quantization "
                         "ops (FakeQuant*, QuantizeAndDequantize*): it runs without INT8", name)
+
+
+def _run_items(func: ConvertedFunction, input_fn: Callable[[], Iterable[Any]]) -> int:
+    """Call ``func`` on every item of ``input_fn()``; the number of items."""
+    count, arity = 0, None
+    for item in input_fn():
+        args, kwargs = _as_call(item)
+        names = (len(args), tuple(sorted(kwargs)))
+        if arity is None:
+            arity = names
+        elif names != arity:
+            raise InputSpecError(
+                f"input_fn item {count} has {_describe(names)} but item 0 had "
+                f"{_describe(arity)}: every item must give the same inputs")
+        try:
+            func(*args, **kwargs)
+        except InputSpecError as exc:
+            raise InputSpecError(f"input_fn item {count}: {exc}") from None
+        count += 1
+    return count
+
+
+def _describe(arity: tuple[int, tuple[str, ...]]) -> str:
+    n, names = arity
+    return f"{n} positional inputs" if not names else f"inputs {list(names)}"
 
 
 def _as_call(item: Any) -> tuple[tuple, dict]:

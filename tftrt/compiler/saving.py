@@ -34,7 +34,7 @@ from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.executor import ConvertedFunction
-from tftrt.runtime.restore import restore_engine_ops
+from tftrt.runtime.restore import machine_of, restore_engine_ops
 from tftrt.runtime.tfgraph import graph_function, lazy_function_callable, native_graph_def
 from tftrt.specs import SignatureTensor
 
@@ -115,6 +115,7 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
     graph_bytes = conversion.graph_def.SerializeToString()
     files = {GRAPH_FILE: graph_bytes}
     engines = {}
+    machine = machine_of(backend)
     for name, op in conversion.engines.items():
         onnx_file = f"engines/{name}.onnx"
         files[onnx_file] = op.onnx_model
@@ -123,12 +124,16 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
             blob = engine.serialize()
             fname = f"engines/{name}.{k}.{backend.name}"
             files[fname] = blob
-            instances.append({"shapes": [list(s) for s in key], "file": fname,
-                              "sha256": _sha256(blob), "precision": engine.precision})
+            instances.append({"shapes": [list(s) for s in key[0].opt],
+                              "profiles": [p.to_json() for p in key], "file": fname,
+                              "sha256": _sha256(blob), "precision": engine.precision,
+                              "precision_mode": op.precision_mode, "machine": machine})
         engines[name] = {"onnx": onnx_file, "onnx_sha256": _sha256(op.onnx_model),
                          "inputs": [s.to_json() for s in op.inputs],
                          "outputs": [s.to_json() for s in op.outputs],
                          "instances": instances}
+        if op.profiles:  # dynamic shape mode: rebuilt engines serve the same profiles
+            engines[name]["profiles"] = [p.to_json() for p in op.profiles]
         if op.calibration is not None:  # INT8: the ONNX above holds the scales
             engines[name]["calibration"] = op.calibration
     frozen = conversion.frozen
