@@ -1,0 +1,400 @@
+"""A SavedModel TF-TRT wrote -> a tftrt ``Conversion``: one tftrt engine per ``TRTEngineOp``.
+
+The model is rewritten so that TensorFlow 2.18+ loads it (``legacy_model``), then
+loaded and frozen like any input model; each former engine node is found again as
+a call of its segment function. Each segment is lowered to ONNX by the converters
+and spliced back as a tftrt ``TRTEngineOp`` with the node's own settings (precision,
+implicit batch or dynamic shape, profile strategy, engine cache size, runtime
+builds, workspace). A segment holding an op that cannot be converted stays a call
+of its native segment, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from tensorflow.core.framework import function_pb2, graph_pb2
+
+from tftrt.compiler import capability, codegen, ir, legacy_assets, legacy_model
+from tftrt.compiler.freeze import FrozenModel, load_and_freeze
+from tftrt.compiler.lowering import LoweringError, SegmentPlan, lower_segment
+from tftrt.compiler.pipeline import CompileOptions, Conversion, engine_attrs, make_engine_ops
+from tftrt.errors import SavedModelError
+from tftrt.plugins.manager import Registry
+from tftrt.plugins.types import EngineBackend
+from tftrt.runtime.engine_op import EngineOp
+from tftrt.specs import Shape, TensorSpec, native_segment_name, parse_input, tensor_ref
+
+log = logging.getLogger("tftrt")
+
+PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
+# migrate()/load() parameters that override what the engines say, with TrtGraphConverterV2's
+# names; minimum_segment_size is accepted for symmetry and has nothing to do here
+OVERRIDES = ("precision_mode", "use_dynamic_shape", "dynamic_shape_profile_strategy",
+             "maximum_cached_engines", "max_workspace_size_bytes", "allow_build_at_runtime",
+             "use_calibration", "minimum_segment_size")
+
+
+@dataclass
+class EngineRecord:
+    """What became of one TF-TRT engine."""
+
+    name: str
+    source: legacy_model.LegacyEngine
+    options: CompileOptions
+    ops: Counter = field(default_factory=Counter)  # op type -> count in the segment
+    converted: bool = False
+    reason: str | None = None  # why it runs natively
+    serialized: list[str] = field(default_factory=list)  # notes on TF-TRT's saved engines
+    calibration: str | None = None  # how INT8 scales were obtained
+
+    @property
+    def shape_mode(self) -> str:
+        if self.options.use_dynamic_shape:
+            return f"dynamic shape, {self.options.profile_strategy} profiles"
+        return "implicit batch"
+
+
+@dataclass
+class LegacyConversion:
+    """The conversion of a TF-TRT model, its model-wide options and per-engine records."""
+
+    source: str
+    conversion: Conversion
+    options: CompileOptions
+    records: list[EngineRecord]
+    serialized_unused: int = 0  # saved TensorRT engines that could not be used
+
+
+def check_overrides(params: Mapping[str, object]) -> dict:
+    """``params`` validated against the converter parameters migrate() takes."""
+    unknown = sorted(set(params) - set(OVERRIDES))
+    if unknown:
+        raise TypeError(f"unknown converter parameters {unknown}; migrate() takes "
+                        f"{list(OVERRIDES)}")
+    out = dict(params)
+    if "precision_mode" in out:
+        mode = str(out["precision_mode"]).upper()
+        if mode not in ("FP32", "FP16", "INT8"):
+            raise ValueError(f"precision_mode {out['precision_mode']!r} is not one of "
+                             "['FP32', 'FP16', 'INT8']")
+        out["precision_mode"] = mode
+    if "dynamic_shape_profile_strategy" in out:
+        match = [s for s in PROFILE_STRATEGIES
+                 if s.lower() == str(out["dynamic_shape_profile_strategy"]).lower()]
+        if not match:
+            raise ValueError(f"Invalid profile strategy {out['dynamic_shape_profile_strategy']!r}"
+                             f"; expected one of {list(PROFILE_STRATEGIES)}")
+        out["dynamic_shape_profile_strategy"] = match[0]
+    if "maximum_cached_engines" in out and int(out["maximum_cached_engines"]) < 1:
+        raise ValueError("maximum_cached_engines must be >= 1")
+    return out
+
+
+def engine_options(engine: legacy_model.LegacyEngine, overrides: Mapping) -> CompileOptions:
+    """The engine's own settings, with ``overrides`` (converter parameter names) on top."""
+    dynamic = bool(overrides.get("use_dynamic_shape", not engine.use_implicit_batch))
+    return CompileOptions(
+        precision_mode=overrides.get("precision_mode", engine.precision_mode),
+        maximum_cached_engines=int(overrides.get("maximum_cached_engines",
+                                                 max(1, engine.max_cached_engines))),
+        max_workspace_size_bytes=int(overrides.get("max_workspace_size_bytes",
+                                                   engine.workspace_size_bytes)),
+        use_dynamic_shape=dynamic,
+        allow_build_at_runtime=bool(overrides.get("allow_build_at_runtime",
+                                                  engine.allow_build_at_runtime)),
+        profile_strategy=overrides.get("dynamic_shape_profile_strategy",
+                                       engine.profile_strategy) if dynamic else "Range")
+
+
+def model_options(records: Sequence[EngineRecord], overrides: Mapping) -> CompileOptions:
+    """The one set of options a saved model's manifest holds: the engines' own when they
+    agree, else the first engine's (with a warning)."""
+    if not records:
+        return engine_options(_default_engine(), overrides)
+    first = records[0].options
+    differ = [r.name for r in records[1:] if r.options != first]
+    if differ:
+        log.warning("the engines of this TF-TRT model have different settings; the migrated "
+                    "model uses those of %s for all of them (%s differ)", records[0].name,
+                    ", ".join(differ))
+    return first
+
+
+def _default_engine() -> legacy_model.LegacyEngine:
+    return legacy_model.LegacyEngine(
+        name="", node="", function="", segment_func="", in_dtypes=(), out_dtypes=(),
+        input_shapes=(), output_shapes=(), precision_mode="FP32", use_implicit_batch=True,
+        profile_strategy="Range", max_cached_engines=1, allow_build_at_runtime=True,
+        workspace_size_bytes=1 << 30, use_calibration=False, calibration_data=b"",
+        max_batch_size=-1, static_engine=False, has_serialized_segment=False)
+
+
+# -- reading and freezing ------------------------------------------------------------
+
+def freeze_legacy(path: str, tags: Sequence[str], signature_key: str
+                  ) -> tuple[FrozenModel, dict[str, legacy_model.LegacyEngine], dict[str, str]]:
+    """The frozen signature of TF-TRT model ``path`` (engines as marked segment calls), its
+    engines by name, and its serialized-engine assets (file -> engine)."""
+    sm = legacy_model.read_saved_model(path)
+    mg = legacy_model.meta_graph(sm, tags)
+    engines = legacy_model.read_engines(mg)
+    assets = legacy_model.engine_assets(mg)
+    legacy_model.patch_meta_graph(mg, engines)
+    tmp = tempfile.mkdtemp(prefix=".tftrt-legacy-")
+    try:
+        legacy_model.write_loadable_copy(path, sm, tmp)
+        frozen = load_and_freeze(tmp, tags, signature_key)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return frozen, engines, assets
+
+
+# -- lowering one segment ------------------------------------------------------------
+
+def _merge_shapes(inferred: Shape, declared: Shape) -> Shape:
+    if inferred is None or declared is None or len(inferred) != len(declared):
+        return inferred if inferred is not None else declared
+    return tuple(a if a is not None else b for a, b in zip(inferred, declared, strict=True))
+
+
+def segment_ir(fdef: function_pb2.FunctionDef, input_shapes: Sequence[Shape]
+               ) -> tuple[ir.IR, list[str], list[str]]:
+    """The segment function as an IR, its argument tensors and its output tensors."""
+    import tensorflow as tf
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+
+    shapes = [None if s is None else tf.TensorShape(list(s)) for s in input_shapes]
+    fg = function_def_to_graph(fdef, input_shapes=shapes)
+    g = ir.from_graph_def(fg.as_graph_def())
+    return g, [t.name for t in fg.inputs], [t.name for t in fg.outputs]
+
+
+def lower_engine(fdef: function_pb2.FunctionDef, input_shapes: Sequence[Shape], name: str,
+                 opts: CompileOptions, registry: Registry) -> tuple[bytes | None, Counter,
+                                                                   str | None, list[TensorSpec]]:
+    """The segment's ONNX (or None and the reason it cannot convert), its op counts and
+    output specs (refs inside the segment)."""
+    try:
+        g, args, outs = segment_ir(fdef, input_shapes)
+    except Exception as exc:
+        return None, Counter(), f"its segment could not be imported: {exc}", []
+    arg_nodes = {parse_input(a)[0] for a in args}
+    members = [n for n in g.nodes if n not in arg_nodes]
+    ops = Counter(g.nodes[n]["op"] for n in members)
+    deny = capability.denylist_from_env()
+    marked = capability.mark_supported(g, registry, arg_nodes, deny, opts.use_dynamic_shape)
+    bad = sorted((marked.nodes[n]["op"], n, marked.nodes[n]["reason"]) for n in members
+                 if not marked.nodes[n]["supported"])
+    if bad:
+        op, node, why = bad[0]
+        more = f" (and {len(bad) - 1} more nodes)" if len(bad) > 1 else ""
+        return None, ops, f"node {node!r} ({op}) cannot be converted: {why}{more}", []
+    plan = SegmentPlan(frozenset(members), frozenset(), tuple(args), tuple(outs))
+    try:
+        lowered = lower_segment(marked, plan, registry, name, outputs=list(outs),
+                                dynamic_shape=opts.use_dynamic_shape)
+    except LoweringError as exc:
+        return None, ops, str(exc), []
+    return lowered.model.SerializeToString(), ops, None, list(lowered.outputs)
+
+
+# -- splicing ------------------------------------------------------------------------
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, k = name, 1
+    while out in taken:
+        out, k = f"{name}_{k}", k + 1
+    taken.add(out)
+    return out
+
+
+def _rename_refs(graph_def: graph_pb2.GraphDef, old: str, new: str) -> None:
+    for node in graph_def.node:
+        for k, ref in enumerate(node.input):
+            src, slot, control = parse_input(ref)
+            if src == old:
+                node.input[k] = f"^{new}" if control else tensor_ref(new, slot)
+
+
+def _engine_node(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+                 opts: CompileOptions) -> codegen.EngineNode:
+    plan = SegmentPlan(frozenset(), frozenset(), tuple(s.ref for s in inputs),
+                       tuple(s.ref for s in outputs))
+    return codegen.EngineNode(name, plan, tuple(inputs), tuple(outputs), engine_attrs(opts))
+
+
+def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
+                   overrides: Mapping | None = None, tags: Sequence[str] = ("serve",),
+                   signature_key: str = "serving_default") -> LegacyConversion:
+    """Each TF-TRT engine of the model in ``path`` as a tftrt engine (or a native call)."""
+    overrides = check_overrides(overrides or {})
+    frozen, engines, assets = freeze_legacy(path, tags, signature_key)
+    graph_def = graph_pb2.GraphDef()
+    graph_def.CopyFrom(frozen.graph_def)
+    shapes_ir = ir.from_graph_def(frozen.graph_def)
+    library = {f.signature.name: f for f in graph_def.library.function}
+    taken = {n.name for n in graph_def.node}
+    records, nodes, onnx_models, renamed = [], [], {}, {}
+    for node in list(graph_def.node):
+        if legacy_model.ENGINE_MARK not in node.attr:
+            continue
+        source = engines[node.attr[legacy_model.ENGINE_MARK].s.decode()]
+        del node.attr[legacy_model.ENGINE_MARK]
+        fdef = library[node.attr["f"].func.name]
+        opts = engine_options(source, overrides)
+        data_in = [r for r in node.input if not r.startswith("^")]
+        in_shapes = [_merge_shapes(_inferred(shapes_ir, r), d) for r, d in
+                     zip(data_in, _padded(source.input_shapes, len(data_in)), strict=True)]
+        name = _unique(source.name, taken - {node.name})
+        model, ops, reason, out_specs = lower_engine(fdef, in_shapes, name, opts, registry)
+        record = EngineRecord(name, source, opts, ops)
+        records.append(record)
+        if model is None:
+            record.reason = reason
+            log.warning("%s stays native: %s", name, reason)
+            continue
+        record.converted = True
+        in_specs = [TensorSpec(r, _inferred_dtype(shapes_ir, r), s)
+                    for r, s in zip(data_in, in_shapes, strict=True)]
+        out_specs = [TensorSpec(tensor_ref(name, k), s.dtype, _merge_shapes(s.shape, d))
+                     for k, (s, d) in enumerate(zip(out_specs, _padded(
+                         source.output_shapes, len(out_specs)), strict=True))]
+        seg = function_pb2.FunctionDef()
+        seg.CopyFrom(fdef)
+        seg.signature.name = native_segment_name(name)
+        seg.attr.pop("_noinline", None)
+        graph_def.library.function.append(seg)
+        engine = _engine_node(name, in_specs, out_specs, opts)
+        new = codegen.engine_node_def(engine, seg.signature.name)
+        new.input.extend(node.input)
+        renamed[node.name] = name
+        node.CopyFrom(new)
+        nodes.append(engine)
+        onnx_models[name] = model
+    for old, new in renamed.items():
+        _rename_refs(graph_def, old, new)
+    _prune_library(graph_def)
+    frozen = replace(frozen, graph_def=graph_def, outputs=tuple(
+        replace(t, ref=_renamed_ref(t.ref, renamed)) for t in frozen.outputs))
+    ops = {}
+    for engine in nodes:
+        record = next(r for r in records if r.name == engine.name)
+        ops.update(make_engine_ops(graph_def, onnx_models, [engine],
+                                   _build_time(record.options), backend))
+        ops[engine.name].allow_build_at_runtime = record.options.allow_build_at_runtime
+    unused = _serialized_engines(path, assets, records, ops, backend)
+    conversion = Conversion(frozen, graph_def, ops, onnx_models, {}, None)
+    return LegacyConversion(path, conversion, model_options(records, overrides), records,
+                            unused)
+
+
+def _functions_named(nodes) -> set[str]:
+    out = set()
+    for node in nodes:
+        for value in node.attr.values():
+            if value.WhichOneof("value") == "func":
+                out.add(value.func.name)
+            elif value.WhichOneof("value") == "list":
+                out.update(f.name for f in value.list.func)
+    return out
+
+
+def _prune_library(graph_def: graph_pb2.GraphDef) -> None:
+    """Drop library functions that nothing in the graph calls any more."""
+    library = {f.signature.name: f for f in graph_def.library.function}
+    live: set[str] = set()
+    todo = _functions_named(graph_def.node)
+    while todo:
+        name = todo.pop()
+        if name in live or name not in library:
+            continue
+        live.add(name)
+        todo |= _functions_named(library[name].node_def)
+    kept = [f for f in graph_def.library.function if f.signature.name in live]
+    del graph_def.library.function[:]
+    graph_def.library.function.extend(kept)
+
+
+def _build_time(opts: CompileOptions) -> CompileOptions:
+    return replace(opts, allow_build_at_runtime=True)
+
+
+def _padded(shapes: Sequence[Shape], n: int) -> list[Shape]:
+    """Declared shapes for ``n`` tensors (freezing can drop resource inputs: then none)."""
+    return list(shapes) if len(shapes) == n else [None] * n
+
+
+def _inferred(g: ir.IR, ref: str) -> Shape:
+    src, slot, _ = parse_input(ref)
+    shapes = g.nodes[src]["output_shapes"]
+    return shapes[slot] if slot < len(shapes) else None
+
+
+def _inferred_dtype(g: ir.IR, ref: str):
+    src, slot, _ = parse_input(ref)
+    return g.nodes[src]["output_dtypes"][slot]
+
+
+def _renamed_ref(ref: str, renamed: Mapping[str, str]) -> str:
+    src, slot, _ = parse_input(ref)
+    return tensor_ref(renamed[src], slot) if src in renamed else ref
+
+
+# -- TF-TRT's serialized engines -------------------------------------------------------
+
+def _serialized_engines(path: str, assets: Mapping[str, str], records: Sequence[EngineRecord],
+                        ops: Mapping[str, EngineOp], backend: EngineBackend) -> int:
+    """Give each engine TF-TRT's serialized TensorRT engines where the backend can use them;
+    the number of saved engines that could not be used."""
+    by_engine = {r.source.name: r for r in records}
+    unused = 0
+    for fname, engine in sorted(assets.items()):
+        record = by_engine.get(engine)
+        if record is None:
+            continue
+        found = legacy_assets.read_engine_file(os.path.join(path, "assets", fname))
+        if found.error:
+            record.serialized.append(f"assets/{fname}: {found.error}")
+            log.warning("assets/%s: %s; it is skipped", fname, found.error)
+        op = ops.get(record.name)
+        for k, inst in enumerate(found.engines):
+            where = f"assets/{fname} engine {k} (input shapes {_fmt(inst.input_shapes)})"
+            if op is None:
+                record.serialized.append(f"{where}: not used, the engine runs natively")
+                unused += 1
+            elif backend.name != "tensorrt":
+                record.serialized.append(f"{where}: not used, the {backend.name} backend "
+                                         "cannot run TensorRT engines")
+                unused += 1
+            else:
+                key = () if op.dynamic_shape else tuple(tuple(s) for s in inst.input_shapes)
+                try:
+                    op.add_serialized(key, inst.plan)
+                    record.serialized.append(f"{where}: reused")
+                except Exception as exc:
+                    record.serialized.append(f"{where}: TensorRT could not deserialize it "
+                                             f"({exc})")
+                    unused += 1
+    return unused
+
+
+def _fmt(shapes) -> str:
+    return str([list(s) if s is not None else None for s in shapes])
+
+
+def unused_engines_warning(conv: LegacyConversion, backend: EngineBackend) -> None:
+    """One warning for all the serialized TensorRT engines that were not used."""
+    if conv.serialized_unused:
+        why = ("TensorRT is not available here" if backend.name != "tensorrt"
+               else "TensorRT could not deserialize them")
+        log.warning("%d serialized TensorRT engine(s) in %s/assets were not used (%s): the "
+                    "engines are rebuilt from their segments", conv.serialized_unused,
+                    conv.source, why)
+
