@@ -25,11 +25,18 @@ from tftrt.compiler import capability, codegen, ir, legacy_assets, legacy_model
 from tftrt.compiler.freeze import FrozenModel, load_and_freeze
 from tftrt.compiler.lowering import LoweringError, SegmentPlan, lower_segment
 from tftrt.compiler.pipeline import CompileOptions, Conversion, engine_attrs, make_engine_ops
-from tftrt.errors import SavedModelError
 from tftrt.plugins.manager import Registry
 from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
-from tftrt.specs import Shape, TensorSpec, native_segment_name, parse_input, tensor_ref
+from tftrt.specs import (
+    Shape,
+    TensorSpec,
+    input_name,
+    native_segment_name,
+    output_name,
+    parse_input,
+    tensor_ref,
+)
 
 log = logging.getLogger("tftrt")
 
@@ -70,6 +77,9 @@ class LegacyConversion:
     options: CompileOptions
     records: list[EngineRecord]
     serialized_unused: int = 0  # saved TensorRT engines that could not be used
+    # engine -> TF-TRT's tensor name in its segment ("node", "node:1", TensorRTInputPH_0)
+    # -> the ONNX tensor holding it: where a TensorRT calibration table's scales go
+    tensor_names: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def check_overrides(params: Mapping[str, object]) -> dict:
@@ -176,11 +186,25 @@ def segment_ir(fdef: function_pb2.FunctionDef, input_shapes: Sequence[Shape]
     return g, [t.name for t in fg.inputs], [t.name for t in fg.outputs]
 
 
+def _trt_names(tensors: Mapping[str, str], args: Sequence[str], outs: Sequence[str]
+               ) -> dict[str, str]:
+    """TF-TRT's names for the segment's tensors (TensorRT's ITensor names) -> ONNX names."""
+    names = {}
+    for ref, onnx_name in tensors.items():
+        node, slot, _ = parse_input(ref)
+        names[node if slot == 0 else f"{node}:{slot}"] = onnx_name
+    for k, _ in enumerate(args):
+        names[input_name(k)] = input_name(k)
+    for k, _ in enumerate(outs):
+        names[output_name(k)] = output_name(k)
+    return names
+
+
 def lower_engine(fdef: function_pb2.FunctionDef, input_shapes: Sequence[Shape], name: str,
-                 opts: CompileOptions, registry: Registry) -> tuple[bytes | None, Counter,
-                                                                   str | None, list[TensorSpec]]:
+                 opts: CompileOptions, registry: Registry, tensors_out: dict[str, str]
+                 ) -> tuple[bytes | None, Counter, str | None, list[TensorSpec]]:
     """The segment's ONNX (or None and the reason it cannot convert), its op counts and
-    output specs (refs inside the segment)."""
+    output specs (refs inside the segment); ``tensors_out`` gets TF-TRT's tensor names."""
     try:
         g, args, outs = segment_ir(fdef, input_shapes)
     except Exception as exc:
@@ -197,22 +221,28 @@ def lower_engine(fdef: function_pb2.FunctionDef, input_shapes: Sequence[Shape], 
         more = f" (and {len(bad) - 1} more nodes)" if len(bad) > 1 else ""
         return None, ops, f"node {node!r} ({op}) cannot be converted: {why}{more}", []
     plan = SegmentPlan(frozenset(members), frozenset(), tuple(args), tuple(outs))
+    tensors: dict[str, str] = {}
     try:
         lowered = lower_segment(marked, plan, registry, name, outputs=list(outs),
-                                dynamic_shape=opts.use_dynamic_shape)
+                                dynamic_shape=opts.use_dynamic_shape, tensors_out=tensors)
     except LoweringError as exc:
         return None, ops, str(exc), []
+    tensors_out.update(_trt_names(tensors, args, outs))
     return lowered.model.SerializeToString(), ops, None, list(lowered.outputs)
 
 
 # -- splicing ------------------------------------------------------------------------
 
-def _unique(name: str, taken: set[str]) -> str:
-    out, k = name, 1
-    while out in taken:
-        out, k = f"{name}_{k}", k + 1
-    taken.add(out)
-    return out
+def _engine_name(seq: int, index: int, taken: set[str]) -> str:
+    """A tftrt engine name (``TRTEngineOp_<graph>_<k>``, numbered like a conversion in this
+    process) whose native segment no other model loaded in this process has."""
+    from tensorflow.python.eager import context
+
+    name, k = codegen.engine_name(seq, index), 1
+    while name in taken or context.context().has_function(native_segment_name(name)):
+        name, k = f"{codegen.engine_name(seq, index)}_{k}", k + 1
+    taken.add(name)
+    return name
 
 
 def _rename_refs(graph_def: graph_pb2.GraphDef, old: str, new: str) -> None:
@@ -241,7 +271,8 @@ def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
     shapes_ir = ir.from_graph_def(frozen.graph_def)
     library = {f.signature.name: f for f in graph_def.library.function}
     taken = {n.name for n in graph_def.node}
-    records, nodes, onnx_models, renamed = [], [], {}, {}
+    records, nodes, onnx_models, renamed, tensor_names = [], [], {}, {}, {}
+    seq = codegen.next_graph_sequence()
     for node in list(graph_def.node):
         if legacy_model.ENGINE_MARK not in node.attr:
             continue
@@ -252,12 +283,23 @@ def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
         data_in = [r for r in node.input if not r.startswith("^")]
         in_shapes = [_merge_shapes(_inferred(shapes_ir, r), d) for r, d in
                      zip(data_in, _padded(source.input_shapes, len(data_in)), strict=True)]
-        name = _unique(source.name, taken - {node.name})
-        model, ops, reason, out_specs = lower_engine(fdef, in_shapes, name, opts, registry)
+        name = _engine_name(seq, len(records), taken)
+        names: dict[str, str] = {}
+        model, ops, reason, out_specs = lower_engine(fdef, in_shapes, name, opts, registry,
+                                                     names)
+        tensor_names[name] = names
         record = EngineRecord(name, source, opts, ops)
         records.append(record)
+        # the segment under a name of its own, free of the loader's attrs
+        seg = function_pb2.FunctionDef()
+        seg.CopyFrom(fdef)
+        seg.signature.name = native_segment_name(name)
+        for key in [k for k in seg.attr if k == "_noinline" or k.startswith("_Grappler")]:
+            del seg.attr[key]
+        graph_def.library.function.append(seg)
         if model is None:
             record.reason = reason
+            node.attr["f"].func.name = seg.signature.name
             log.warning("%s stays native: %s", name, reason)
             continue
         record.converted = True
@@ -266,11 +308,6 @@ def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
         out_specs = [TensorSpec(tensor_ref(name, k), s.dtype, _merge_shapes(s.shape, d))
                      for k, (s, d) in enumerate(zip(out_specs, _padded(
                          source.output_shapes, len(out_specs)), strict=True))]
-        seg = function_pb2.FunctionDef()
-        seg.CopyFrom(fdef)
-        seg.signature.name = native_segment_name(name)
-        seg.attr.pop("_noinline", None)
-        graph_def.library.function.append(seg)
         engine = _engine_node(name, in_specs, out_specs, opts)
         new = codegen.engine_node_def(engine, seg.signature.name)
         new.input.extend(node.input)
@@ -292,7 +329,7 @@ def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
     unused = _serialized_engines(path, assets, records, ops, backend)
     conversion = Conversion(frozen, graph_def, ops, onnx_models, {}, None)
     return LegacyConversion(path, conversion, model_options(records, overrides), records,
-                            unused)
+                            unused, tensor_names)
 
 
 def _functions_named(nodes) -> set[str]:
