@@ -9,14 +9,21 @@ reading needs neither TensorRT nor a GPU.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorflow.core.framework import tensor_shape_pb2
 
 from tftrt.compiler.tfattrs import shape_from_proto
+from tftrt.plugins.types import EngineBackend
+from tftrt.runtime.engine_op import EngineOp
 from tftrt.specs import Shape
+
+log = logging.getLogger("tftrt")
 
 
 @dataclass(frozen=True)
@@ -96,3 +103,55 @@ def read_engine_file(path: str) -> EngineFile:
         return EngineFile(path, tuple(engines), f"the file is truncated or corrupt: "
                           f"{size - used} bytes after {len(engines)} record(s) are no record")
     return EngineFile(path, tuple(engines))
+
+
+# -- TF-TRT's serialized engines -------------------------------------------------------
+
+def attach_serialized(path: str, assets: Mapping[str, str], records: Sequence[Any],
+                      ops: Mapping[str, EngineOp], backend: EngineBackend) -> int:
+    """Give each engine TF-TRT's serialized TensorRT engines where the backend can use them;
+    the number of saved engines that could not be used."""
+    by_engine = {r.source.name: r for r in records}
+    unused = 0
+    for fname, engine in sorted(assets.items()):
+        record = by_engine.get(engine)
+        if record is None:
+            continue
+        found = read_engine_file(os.path.join(path, "assets", fname))
+        if found.error:
+            record.serialized.append(f"assets/{fname}: {found.error}")
+            log.warning("assets/%s: %s; it is skipped", fname, found.error)
+        op = ops.get(record.name)
+        for k, inst in enumerate(found.engines):
+            where = f"assets/{fname} engine {k} (input shapes {_fmt(inst.input_shapes)})"
+            if op is None:
+                record.serialized.append(f"{where}: not used, the engine runs natively")
+                unused += 1
+            elif backend.name != "tensorrt":
+                record.serialized.append(f"{where}: not used, the {backend.name} backend "
+                                         "cannot run TensorRT engines")
+                unused += 1
+            else:
+                key = () if op.dynamic_shape else tuple(tuple(s) for s in inst.input_shapes)
+                try:
+                    op.add_serialized(key, inst.plan)
+                    record.serialized.append(f"{where}: reused")
+                except Exception as exc:
+                    record.serialized.append(f"{where}: TensorRT could not deserialize it "
+                                             f"({exc})")
+                    unused += 1
+    return unused
+
+
+def _fmt(shapes) -> str:
+    return str([list(s) if s is not None else None for s in shapes])
+
+
+def unused_engines_warning(conv: Any, backend: EngineBackend) -> None:
+    """One warning for all the serialized TensorRT engines that were not used."""
+    if conv.serialized_unused:
+        why = ("TensorRT is not available here" if backend.name != "tensorrt"
+               else "TensorRT could not deserialize them")
+        log.warning("%d serialized TensorRT engine(s) in %s/assets were not used (%s): the "
+                    "engines are rebuilt from their segments", conv.serialized_unused,
+                    conv.source, why)

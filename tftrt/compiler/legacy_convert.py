@@ -12,7 +12,6 @@ of its native segment, with the reason recorded.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -23,11 +22,11 @@ from tensorflow.core.framework import function_pb2, graph_pb2
 
 from tftrt.compiler import capability, codegen, ir, legacy_assets, legacy_model
 from tftrt.compiler.freeze import FrozenModel, load_and_freeze
+from tftrt.compiler.legacy_options import check_overrides, engine_options, model_options
 from tftrt.compiler.lowering import LoweringError, SegmentPlan, lower_segment
 from tftrt.compiler.pipeline import CompileOptions, Conversion, engine_attrs, make_engine_ops
 from tftrt.plugins.manager import Registry
 from tftrt.plugins.types import EngineBackend
-from tftrt.runtime.engine_op import EngineOp
 from tftrt.specs import (
     Shape,
     TensorSpec,
@@ -39,14 +38,6 @@ from tftrt.specs import (
 )
 
 log = logging.getLogger("tftrt")
-
-PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
-# migrate()/load() parameters that override what the engines say, with TrtGraphConverterV2's
-# names; minimum_segment_size is accepted for symmetry and has nothing to do here
-OVERRIDES = ("precision_mode", "use_dynamic_shape", "dynamic_shape_profile_strategy",
-             "maximum_cached_engines", "max_workspace_size_bytes", "allow_build_at_runtime",
-             "use_calibration", "minimum_segment_size")
-
 
 @dataclass
 class EngineRecord:
@@ -80,70 +71,6 @@ class LegacyConversion:
     # engine -> TF-TRT's tensor name in its segment ("node", "node:1", TensorRTInputPH_0)
     # -> the ONNX tensor holding it: where a TensorRT calibration table's scales go
     tensor_names: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-def check_overrides(params: Mapping[str, object]) -> dict:
-    """``params`` validated against the converter parameters migrate() takes."""
-    unknown = sorted(set(params) - set(OVERRIDES))
-    if unknown:
-        raise TypeError(f"unknown converter parameters {unknown}; migrate() takes "
-                        f"{list(OVERRIDES)}")
-    out = dict(params)
-    if "precision_mode" in out:
-        mode = str(out["precision_mode"]).upper()
-        if mode not in ("FP32", "FP16", "INT8"):
-            raise ValueError(f"precision_mode {out['precision_mode']!r} is not one of "
-                             "['FP32', 'FP16', 'INT8']")
-        out["precision_mode"] = mode
-    if "dynamic_shape_profile_strategy" in out:
-        match = [s for s in PROFILE_STRATEGIES
-                 if s.lower() == str(out["dynamic_shape_profile_strategy"]).lower()]
-        if not match:
-            raise ValueError(f"Invalid profile strategy {out['dynamic_shape_profile_strategy']!r}"
-                             f"; expected one of {list(PROFILE_STRATEGIES)}")
-        out["dynamic_shape_profile_strategy"] = match[0]
-    if "maximum_cached_engines" in out and int(out["maximum_cached_engines"]) < 1:
-        raise ValueError("maximum_cached_engines must be >= 1")
-    return out
-
-
-def engine_options(engine: legacy_model.LegacyEngine, overrides: Mapping) -> CompileOptions:
-    """The engine's own settings, with ``overrides`` (converter parameter names) on top."""
-    dynamic = bool(overrides.get("use_dynamic_shape", not engine.use_implicit_batch))
-    return CompileOptions(
-        precision_mode=overrides.get("precision_mode", engine.precision_mode),
-        maximum_cached_engines=int(overrides.get("maximum_cached_engines",
-                                                 max(1, engine.max_cached_engines))),
-        max_workspace_size_bytes=int(overrides.get("max_workspace_size_bytes",
-                                                   engine.workspace_size_bytes)),
-        use_dynamic_shape=dynamic,
-        allow_build_at_runtime=bool(overrides.get("allow_build_at_runtime",
-                                                  engine.allow_build_at_runtime)),
-        profile_strategy=overrides.get("dynamic_shape_profile_strategy",
-                                       engine.profile_strategy) if dynamic else "Range")
-
-
-def model_options(records: Sequence[EngineRecord], overrides: Mapping) -> CompileOptions:
-    """The one set of options a saved model's manifest holds: the engines' own when they
-    agree, else the first engine's (with a warning)."""
-    if not records:
-        return engine_options(_default_engine(), overrides)
-    first = records[0].options
-    differ = [r.name for r in records[1:] if r.options != first]
-    if differ:
-        log.warning("the engines of this TF-TRT model have different settings; the migrated "
-                    "model uses those of %s for all of them (%s differ)", records[0].name,
-                    ", ".join(differ))
-    return first
-
-
-def _default_engine() -> legacy_model.LegacyEngine:
-    return legacy_model.LegacyEngine(
-        name="", node="", function="", segment_func="", in_dtypes=(), out_dtypes=(),
-        input_shapes=(), output_shapes=(), precision_mode="FP32", use_implicit_batch=True,
-        profile_strategy="Range", max_cached_engines=1, allow_build_at_runtime=True,
-        workspace_size_bytes=1 << 30, use_calibration=False, calibration_data=b"",
-        max_batch_size=-1, static_engine=False, has_serialized_segment=False)
 
 
 # -- reading and freezing ------------------------------------------------------------
@@ -326,7 +253,7 @@ def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
         ops.update(make_engine_ops(graph_def, onnx_models, [engine],
                                    _build_time(record.options), backend))
         ops[engine.name].allow_build_at_runtime = record.options.allow_build_at_runtime
-    unused = _serialized_engines(path, assets, records, ops, backend)
+    unused = legacy_assets.attach_serialized(path, assets, records, ops, backend)
     conversion = Conversion(frozen, graph_def, ops, onnx_models, {}, None)
     return LegacyConversion(path, conversion, model_options(records, overrides), records,
                             unused, tensor_names)
@@ -382,56 +309,3 @@ def _inferred_dtype(g: ir.IR, ref: str):
 def _renamed_ref(ref: str, renamed: Mapping[str, str]) -> str:
     src, slot, _ = parse_input(ref)
     return tensor_ref(renamed[src], slot) if src in renamed else ref
-
-
-# -- TF-TRT's serialized engines -------------------------------------------------------
-
-def _serialized_engines(path: str, assets: Mapping[str, str], records: Sequence[EngineRecord],
-                        ops: Mapping[str, EngineOp], backend: EngineBackend) -> int:
-    """Give each engine TF-TRT's serialized TensorRT engines where the backend can use them;
-    the number of saved engines that could not be used."""
-    by_engine = {r.source.name: r for r in records}
-    unused = 0
-    for fname, engine in sorted(assets.items()):
-        record = by_engine.get(engine)
-        if record is None:
-            continue
-        found = legacy_assets.read_engine_file(os.path.join(path, "assets", fname))
-        if found.error:
-            record.serialized.append(f"assets/{fname}: {found.error}")
-            log.warning("assets/%s: %s; it is skipped", fname, found.error)
-        op = ops.get(record.name)
-        for k, inst in enumerate(found.engines):
-            where = f"assets/{fname} engine {k} (input shapes {_fmt(inst.input_shapes)})"
-            if op is None:
-                record.serialized.append(f"{where}: not used, the engine runs natively")
-                unused += 1
-            elif backend.name != "tensorrt":
-                record.serialized.append(f"{where}: not used, the {backend.name} backend "
-                                         "cannot run TensorRT engines")
-                unused += 1
-            else:
-                key = () if op.dynamic_shape else tuple(tuple(s) for s in inst.input_shapes)
-                try:
-                    op.add_serialized(key, inst.plan)
-                    record.serialized.append(f"{where}: reused")
-                except Exception as exc:
-                    record.serialized.append(f"{where}: TensorRT could not deserialize it "
-                                             f"({exc})")
-                    unused += 1
-    return unused
-
-
-def _fmt(shapes) -> str:
-    return str([list(s) if s is not None else None for s in shapes])
-
-
-def unused_engines_warning(conv: LegacyConversion, backend: EngineBackend) -> None:
-    """One warning for all the serialized TensorRT engines that were not used."""
-    if conv.serialized_unused:
-        why = ("TensorRT is not available here" if backend.name != "tensorrt"
-               else "TensorRT could not deserialize them")
-        log.warning("%d serialized TensorRT engine(s) in %s/assets were not used (%s): the "
-                    "engines are rebuilt from their segments", conv.serialized_unused,
-                    conv.source, why)
-

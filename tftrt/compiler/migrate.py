@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tftrt.compiler import calibration, calibration_table, precision
-from tftrt.compiler.legacy_convert import LegacyConversion, convert_legacy, unused_engines_warning
+from tftrt.compiler.legacy_assets import unused_engines_warning
+from tftrt.compiler.legacy_convert import LegacyConversion, convert_legacy
 from tftrt.errors import CalibrationError, InputSpecError, SaveError
 from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
