@@ -25,6 +25,7 @@ from tftrt.compiler.freeze import FrozenModel, load_and_freeze
 from tftrt.compiler.legacy_options import check_overrides, engine_options, model_options
 from tftrt.compiler.lowering import LoweringError, SegmentPlan, lower_segment
 from tftrt.compiler.pipeline import CompileOptions, Conversion, engine_attrs, make_engine_ops
+from tftrt.errors import SavedModelError
 from tftrt.plugins.manager import Registry
 from tftrt.plugins.types import EngineBackend
 from tftrt.specs import (
@@ -82,6 +83,9 @@ def freeze_legacy(path: str, tags: Sequence[str], signature_key: str
     sm = legacy_model.read_saved_model(path)
     mg = legacy_model.meta_graph(sm, tags)
     engines = legacy_model.read_engines(mg)
+    if not engines:
+        raise SavedModelError(f"{path!r} holds no TRTEngineOp: TF-TRT did not convert it; "
+                              "convert it with tftrt's TrtGraphConverterV2 instead")
     assets = legacy_model.engine_assets(mg)
     legacy_model.patch_meta_graph(mg, engines)
     tmp = tempfile.mkdtemp(prefix=".tftrt-legacy-")
@@ -252,7 +256,6 @@ def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
         record = next(r for r in records if r.name == engine.name)
         ops.update(make_engine_ops(graph_def, onnx_models, [engine],
                                    _build_time(record.options), backend))
-        ops[engine.name].allow_build_at_runtime = record.options.allow_build_at_runtime
     unused = legacy_assets.attach_serialized(path, assets, records, ops, backend)
     conversion = Conversion(frozen, graph_def, ops, onnx_models, {}, None)
     return LegacyConversion(path, conversion, model_options(records, overrides), records,
