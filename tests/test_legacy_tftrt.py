@@ -70,10 +70,10 @@ def test_genuine_model_runs_on_engines(name: str) -> None:
         assert op.allow_build_at_runtime == source.allow_build_at_runtime
         if op.dynamic_shape:
             assert op.profile_strategy == source.profile_strategy
-        assert [s.shape for s in op.inputs] == [tuple(None if d is None else d for d in s)
-                                                for s in source.input_shapes
-                                                if s is not None][:len(op.inputs)] \
-            or name == "unfrozen_dynamic_fp32"  # freezing removed its resource inputs
+        declared = [s for s, dt in zip(source.input_shapes, source.in_dtypes, strict=True)
+                    if dt is not None]  # freezing removes resource (variable) inputs
+        assert [s.shape for s in op.inputs] == declared
+        assert [s.shape for s in op.outputs] == list(source.output_shapes)
         assert f"precision: {source.precision_mode}" in text
         assert f"runs {op.precision} on {op.backend.name}" in text
     if "fp16" in name:
