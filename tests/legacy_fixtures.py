@@ -27,7 +27,7 @@ from tftrt.compiler import legacy_assets
 DATA = os.path.join(os.path.dirname(__file__), "data", "legacy_tftrt")
 GENUINE = ("tiny_dynshape_fp32", "two_engines_implicitbatch_fp16", "three_engines_dynamic_fp32",
            "two_inputs_implicit_fp32", "cnn_implicit_fp16", "unfrozen_dynamic_fp32",
-           "no_runtime_build_fp32")
+           "no_runtime_build_fp32", "tf1_dynamic_op_fp32")
 
 
 def path(name: str) -> str:
@@ -65,8 +65,9 @@ def write(model_dir: str, sm: saved_model_pb2.SavedModel) -> None:
 
 
 def engine_nodes(sm: saved_model_pb2.SavedModel) -> list[node_def_pb2.NodeDef]:
-    return [n for f in sm.meta_graphs[0].graph_def.library.function for n in f.node_def
-            if n.op == "TRTEngineOp"]
+    graph = sm.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return [n for n in nodes if n.op == "TRTEngineOp"]
 
 
 def edit_engines(model_dir: str, edit: Callable[[node_def_pb2.NodeDef], None]) -> None:

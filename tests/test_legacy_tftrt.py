@@ -106,7 +106,7 @@ def test_runtime_builds_off_runs_natively_until_migrated_with_build_data(tmp_pat
 
 
 @pytest.mark.parametrize("name", ["tiny_dynshape_fp32", "two_engines_implicitbatch_fp16",
-                                  "unfrozen_dynamic_fp32"])
+                                  "unfrozen_dynamic_fp32", "tf1_dynamic_op_fp32"])
 def test_migrate_runs_in_plain_tensorflow_and_on_saved_engines(name: str, tmp_path) -> None:
     inputs, want = lf.reference(name)
     dst = str(tmp_path / "migrated")

@@ -214,6 +214,7 @@ def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
         data_in = [r for r in node.input if not r.startswith("^")]
         in_shapes = [_merge_shapes(_inferred(shapes_ir, r), d) for r, d in
                      zip(data_in, _padded(source.input_shapes, len(data_in)), strict=True)]
+        taken.discard(node.name)  # the call node is replaced: its name is free
         name = _engine_name(seq, len(records), taken)
         names: dict[str, str] = {}
         model, ops, reason, out_specs = lower_engine(fdef, in_shapes, name, opts, registry,

@@ -16,6 +16,7 @@ the model before conversion, computed by TF 2.17.1.
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -159,7 +160,43 @@ def make(name, outdir):
     print("wrote", name)
 
 
+TF1_MODEL = "tf1_dynamic_op_fp32"
+
+
+def make_tf1(outdir):
+    """A TF1 SavedModel (simple_save) converted by TF-TRT's TF1 TrtGraphConverter with
+    is_dynamic_op: TRTEngineOp in the top-level graph, no object graph. Needs TF1
+    behaviour, so it runs in a process of its own."""
+    tf.compat.v1.disable_v2_behavior()
+    r = np.random.default_rng(6)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "tf1")
+        g = tf.Graph()
+        with g.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [None, 8], name="x")
+            w = tf.constant(r.standard_normal((8, 4)).astype(np.float32))
+            y = tf.identity(tf.nn.relu(tf.matmul(x, w) + 0.5) * 2.0 + 1.0, name="y")
+            with tf.compat.v1.Session(graph=g) as sess:
+                xin = r.standard_normal((3, 8)).astype(np.float32)
+                ref = sess.run(y, {x: xin})
+                tf.compat.v1.saved_model.simple_save(sess, src, {"x": x}, {"y": y})
+        conv = trt.TrtGraphConverter(input_saved_model_dir=src, is_dynamic_op=True)
+        conv.convert()
+        dst = os.path.join(outdir, TF1_MODEL)
+        shutil.rmtree(dst, ignore_errors=True)
+        conv.save(dst)
+    np.savez(os.path.join(outdir, TF1_MODEL + ".npz"), in_x=xin, out_y=ref)
+    print("wrote", TF1_MODEL)
+
+
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-    for model in (sys.argv[2:] or MODELS):
-        make(model, target)
+    wanted = sys.argv[2:] or [*MODELS, TF1_MODEL]
+    for model in wanted:
+        if model != TF1_MODEL:
+            make(model, target)
+    if TF1_MODEL in wanted:
+        if wanted == [TF1_MODEL]:
+            make_tf1(target)
+        else:
+            subprocess.run([sys.executable, __file__, target, TF1_MODEL], check=True)
