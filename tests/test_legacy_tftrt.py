@@ -311,7 +311,8 @@ def test_int8_without_a_usable_table_asks_for_calibration_data(tmp_path) -> None
     def int8(node):
         node.attr["precision_mode"].s = b"INT8"
         node.attr["use_calibration"].b = True
-        node.attr["calibration_data"].s = b"TRT-8601-EntropyCalibration2\nnot_in_segment: 3c000000\n"
+        node.attr["calibration_data"].s = (b"TRT-8601-EntropyCalibration2\n"
+                                           b"not_in_segment: 3c000000\n")
 
     lf.edit_engines(model_dir, int8)
     with pytest.raises(CalibrationError, match="calibration_input_fn"):

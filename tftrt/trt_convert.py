@@ -22,6 +22,7 @@ from tftrt.plugins.types import EngineBackend
 from tftrt.report.nonconversion import emit_nonconversion_report
 from tftrt.report.summary import format_summary
 from tftrt.runtime.executor import ConvertedFunction
+from tftrt.specs import as_call as _as_call
 
 log = logging.getLogger("tftrt")
 
@@ -313,11 +314,3 @@ def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:
         else:
             log.warning("%s: INT8 without calibration, and its segment has no quantization "
                         "ops (FakeQuant*, QuantizeAndDequantize*): it runs without INT8", name)
-
-
-def _as_call(item: Any) -> tuple[tuple, dict]:
-    if isinstance(item, dict):
-        return (), item
-    if isinstance(item, (list, tuple)):
-        return tuple(item), {}
-    return (item,), {}

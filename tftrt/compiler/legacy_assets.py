@@ -94,8 +94,7 @@ def read_engine_file(path: str) -> EngineFile:
                                   f"record {k} is not a TRTEngineInstance: {exc}")
             engines.append(SerializedEngine(
                 tuple(shape_from_proto(s) for s in msg.input_shapes), msg.serialized_engine))
-    except tf.errors.OpError as exc:
-        del exc  # TensorFlow's message names its iterator op, not the file's problem
+    except tf.errors.OpError:  # its message names TF's iterator op, not the file's problem
         return EngineFile(path, tuple(engines), f"the file is truncated or corrupt after "
                           f"{len(engines)} complete record(s)")
     size = os.path.getsize(path)

@@ -12,6 +12,7 @@ of its native segment, with the reason recorded.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -87,6 +88,10 @@ def freeze_legacy(path: str, tags: Sequence[str], signature_key: str
         raise SavedModelError(f"{path!r} holds no TRTEngineOp: TF-TRT did not convert it; "
                               "convert it with tftrt's TrtGraphConverterV2 instead")
     assets = legacy_model.engine_assets(mg)
+    adir = os.path.join(path, "assets")
+    for fname in sorted(os.listdir(adir)) if os.path.isdir(adir) else []:
+        if fname.startswith(legacy_model.ENGINE_ASSET_PREFIX):  # on disk, not in the proto
+            assets.setdefault(fname, fname[len(legacy_model.ENGINE_ASSET_PREFIX):])
     legacy_model.patch_meta_graph(mg, engines)
     tmp = tempfile.mkdtemp(prefix=".tftrt-legacy-")
     try:
@@ -249,6 +254,12 @@ def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
         onnx_models[name] = model
     for old, new in renamed.items():
         _rename_refs(graph_def, old, new)
+    seen = {r.source.name for r in records}
+    for source in (e for n, e in engines.items() if n not in seen):
+        records.append(EngineRecord(source.name, source, engine_options(source, overrides),
+                                    reason="after freezing it is not in the signature's "
+                                           "top-level graph (e.g. inside control flow): its "
+                                           "segment runs natively"))
     _prune_library(graph_def)
     frozen = replace(frozen, graph_def=graph_def, outputs=tuple(
         replace(t, ref=_renamed_ref(t.ref, renamed)) for t in frozen.outputs))

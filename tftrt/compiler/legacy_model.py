@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2
@@ -153,8 +153,8 @@ def meta_graph(sm: saved_model_pb2.SavedModel, tags) -> meta_graph_pb2.MetaGraph
 
 
 def read_engines(mg: meta_graph_pb2.MetaGraphDef) -> dict[str, LegacyEngine]:
-    """Every ``TRTEngineOp`` of the meta graph by canonical name; each one's segment function
-    must be in the library."""
+    """Every ``TRTEngineOp`` of the meta graph by canonical name (suffixed where two nodes
+    share one); each one's segment function must be in the library."""
     library = {f.signature.name for f in mg.graph_def.library.function}
     engines: dict[str, LegacyEngine] = {}
     for function, nodes in _graph_nodes(mg):
@@ -171,17 +171,10 @@ def read_engines(mg: meta_graph_pb2.MetaGraphDef) -> dict[str, LegacyEngine]:
                     f"TRTEngineOp {node.name!r} in {where} names segment_func "
                     f"{engine.segment_func!r}, which is missing from the function library")
             name, k = engine.name, 1
-            while name in engines and engines[name].segment_func != engine.segment_func:
+            while name in engines:  # the same name in two functions: two engines
                 name, k = f"{engine.name}_{k}", k + 1
-            engines.setdefault(name, engine if name == engine.name
-                               else _renamed(engine, name))
+            engines[name] = replace(engine, name=name)
     return engines
-
-
-def _renamed(engine: LegacyEngine, name: str) -> LegacyEngine:
-    from dataclasses import replace
-
-    return replace(engine, name=name)
 
 
 def engine_assets(mg: meta_graph_pb2.MetaGraphDef) -> dict[str, str]:
@@ -222,13 +215,13 @@ def _rewrite_engine_nodes(nodes, names: dict[tuple[str, str], str], function: st
             parts = ref.split(":")
             if len(parts) == 3 and parts[0] in engines and parts[1] == "out_tensor":
                 node.input[k] = f"{parts[0]}:output:{parts[2]}"
-    return
 
 
 def _uses(nodes: Iterable[node_def_pb2.NodeDef], ops: frozenset[str],
           functions: set[str]) -> bool:
-    return any(n.op in ops or n.attr["f"].func.name in functions if "f" in n.attr
-               else n.op in ops for n in nodes)
+    """True if a node runs one of ``ops`` or calls one of ``functions``."""
+    return any(n.op in ops or ("f" in n.attr and n.attr["f"].func.name in functions)
+               for n in nodes)
 
 
 def _drop_top_level(graph: graph_pb2.GraphDef, dropped_fns: set[str]) -> None:

@@ -22,6 +22,7 @@ from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.executor import ConvertedFunction
+from tftrt.specs import as_call
 
 log = logging.getLogger("tftrt")
 
@@ -47,14 +48,6 @@ def _function(conv: LegacyConversion) -> ConvertedFunction:
     c = conv.conversion
     return ConvertedFunction(c.graph_def, c.frozen.inputs, c.frozen.outputs, c.engines,
                              captures=c.frozen.variables)
-
-
-def _as_call(item: Any) -> tuple[tuple, dict]:
-    if isinstance(item, dict):
-        return (), item
-    if isinstance(item, (list, tuple)):
-        return tuple(item), {}
-    return (item,), {}
 
 
 def prepare_int8(conv: LegacyConversion, func: ConvertedFunction, backend: EngineBackend,
@@ -98,7 +91,7 @@ def prepare_int8(conv: LegacyConversion, func: ConvertedFunction, backend: Engin
                 "(calibration data) to tftrt.migrate(), or precision_mode='FP16' or 'FP32'")
     if to_calibrate:
         method = calibration.calibration_method(method)
-        data = calibration.record(func, to_calibrate, calibration_input_fn, _as_call,
+        data = calibration.record(func, to_calibrate, calibration_input_fn, as_call,
                                   record_only=func.runs_without_tensorflow)
         quantized = calibration.calibrate(to_calibrate, data, method, reduce_range=reduce_range)
         for name, model in quantized.items():
@@ -155,7 +148,7 @@ def migrate(src: str, dst: str, backend: EngineBackend,
     if build_input_fn is not None:
         count = 0
         for item in build_input_fn():
-            args, kwargs = _as_call(item)
+            args, kwargs = as_call(item)
             try:
                 func(*args, **kwargs)
             except InputSpecError as exc:
