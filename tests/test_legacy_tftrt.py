@@ -393,3 +393,36 @@ def test_cli_migrate_with_build_data(tmp_path, capsys) -> None:
     loaded = tftrt.load(dst)
     _check_outputs(_run(loaded, inputs), want, FP32_TOL)
     assert all(op.stats.builds == 0 for op in loaded.engines.values())
+
+
+def test_calibration_table_parsing() -> None:
+    scales = {"TensorRTInputPH_0": 0.0125, "scope/MatMul": 0.5, "scope/Split:1": 3.0}
+    text = calibration_table.format_table(scales)
+    assert text.startswith("TRT-8601-EntropyCalibration2\n")
+    parsed = calibration_table.parse(text.encode())
+    assert parsed.keys() == scales.keys()
+    assert all(abs(parsed[k] - v) <= 1e-7 * v for k, v in scales.items())
+    assert calibration_table.parse(b"") == {}
+    assert calibration_table.parse(b"not a table\nx: 3c000000\n") == {}
+    assert calibration_table.parse(b"TRT-8601-MinMax\nx: zz\n") == {}
+    # non-positive or non-finite scales are no scales
+    assert calibration_table.parse("TRT-1-X\na: 00000000\nb: 7fc00000\nc: 3f800000\n") \
+        == {"c": 1.0}
+
+
+def test_serialized_engine_files(tmp_path) -> None:
+    from tftrt.compiler.legacy_assets import read_engine_file
+
+    fname = str(tmp_path / "trt-serialized-engine.E")
+    lf.write_engine_file(fname, [([[4, 8]], b"plan0"), ([[8, 8], [2]], b"plan1" * 50)])
+    found = read_engine_file(fname)
+    assert found.error is None
+    assert [(e.input_shapes, e.plan) for e in found.engines] == [
+        (((4, 8),), b"plan0"), (((8, 8), (2,)), b"plan1" * 50)]
+    lf.truncate(fname, os.path.getsize(fname) - 100)  # inside the second record
+    found = read_engine_file(fname)
+    assert len(found.engines) == 1 and "truncated or corrupt after 1" in found.error
+    with open(fname, "ab") as f:
+        f.write(b"junk")
+    assert "truncated or corrupt" in read_engine_file(fname).error
+    assert read_engine_file(str(tmp_path / "absent")).error == "the file is missing"

@@ -12,6 +12,7 @@ format as ``calibration.quantize``); tensors the table does not name stay in flo
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import struct
@@ -67,13 +68,7 @@ def ranges(table: Mapping[str, float], names: Mapping[str, str], model: onnx.Mod
 def apply(model_bytes: bytes, table: Mapping[str, float], names: Mapping[str, str],
           reduce_range: bool = False) -> tuple[bytes, int]:
     """The model with Q/DQ pairs at the table's scales, and how many tensors got one."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import (
-        CalibrationMethod,
-        TensorData,
-        TensorsData,
-        save_tensors_data,
-    )
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
     model = onnx.load_from_string(model_bytes)
     found = ranges(table, names, model)
@@ -82,6 +77,26 @@ def apply(model_bytes: bytes, table: Mapping[str, float], names: Mapping[str, st
     data = TensorsData(CalibrationMethod.MinMax,
                        {k: TensorData(lowest=np.float32(-v), highest=np.float32(v))
                         for k, v in found.items()})
+    quiet = _DropPreprocessAdvice()
+    logging.getLogger().addFilter(quiet)
+    try:
+        return _quantize(model, data, reduce_range), len(found)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    """ONNX Runtime's root-logger advice to pre-process: pre-processing would rename the
+    tensors the table's scales are for, so it is not done here on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+def _quantize(model: onnx.ModelProto, data, reduce_range: bool) -> bytes:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
     with tempfile.TemporaryDirectory(prefix="tftrt-table-") as tmp:
         src, out, cache = (os.path.join(tmp, f) for f in ("in.onnx", "q.onnx", "ranges.json"))
         onnx.save(model, src)
@@ -91,4 +106,4 @@ def apply(model_bytes: bytes, table: Mapping[str, float], names: Mapping[str, st
                         weight_type=QuantType.QInt8, calibration_cache_path=cache,
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
         with open(out, "rb") as f:
-            return f.read(), len(found)
+            return f.read()

@@ -112,10 +112,16 @@ def load_legacy(path: str, backend: EngineBackend, formatter=None,
     unused_engines_warning(conv, backend)
     func = _function(conv)
     prepare_int8(conv, func, backend, None)
+    _runtime_builds_as_saved(conv)
+    return LegacyModel({signature_key: func}, dict(conv.conversion.engines), conv, formatter)
+
+
+def _runtime_builds_as_saved(conv: LegacyConversion) -> None:
+    """Each engine op builds at run time only if its engine allows it (builds during
+    conversion are always allowed, as in TF-TRT)."""
     for name, op in conv.conversion.engines.items():
         record = next(r for r in conv.records if r.name == name)
         op.allow_build_at_runtime = record.options.allow_build_at_runtime
-    return LegacyModel({signature_key: func}, dict(conv.conversion.engines), conv, formatter)
 
 
 def check_destination(dst: str, src: str) -> str:
@@ -159,4 +165,5 @@ def migrate(src: str, dst: str, backend: EngineBackend,
     save_converted(conv.conversion, target, save_engines=True,
                    allow_build_at_runtime=conv.options.allow_build_at_runtime,
                    backend=backend, options=conv.options)
+    _runtime_builds_as_saved(conv)
     return LegacyModel({signature_key: func}, dict(conv.conversion.engines), conv)
