@@ -91,6 +91,21 @@ def drop_function(model_dir: str, name: str) -> None:
     write(model_dir, sm)
 
 
+def rename_signature(model_dir: str, old: str, new: str) -> None:
+    """Save the model's signature ``old`` under ``new`` (TF-TRT keeps the key it was given)."""
+    sm = read(model_dir)
+    mg = sm.meta_graphs[0]
+    mg.signature_def[new].CopyFrom(mg.signature_def[old])
+    del mg.signature_def[old]
+    for obj in mg.object_graph_def.nodes:
+        if obj.WhichOneof("kind") == "user_object" and \
+                obj.user_object.identifier == "signature_map":
+            for child in obj.children:
+                if child.local_name == old:
+                    child.local_name = new
+    write(model_dir, sm)
+
+
 def add_unconvertible_op(model_dir: str, segment: str, op: str = "BesselI0e") -> None:
     """Put ``op`` (one float input, output ``y``) on the output of ``segment``'s function."""
     sm = read(model_dir)

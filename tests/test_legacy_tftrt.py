@@ -80,6 +80,24 @@ def test_genuine_model_runs_on_engines(name: str) -> None:
         assert all(op.precision in ("BF16", "FP16", "FP32") for op in model.engines.values())
 
 
+def test_the_only_signature_is_found_under_its_own_key(tmp_path) -> None:
+    name = "two_inputs_implicit_fp32"
+    model_dir = lf.copy(name, str(tmp_path / "predict"))
+    lf.rename_signature(model_dir, "serving_default", "predict")
+    inputs, want = lf.reference(name)
+    model = tftrt.load(model_dir)
+    assert list(model.signatures) == ["predict"]
+    _check_outputs({k: np.asarray(v) for k, v in model.signatures["predict"](**inputs).items()},
+                   want, FP32_TOL)
+    dst = str(tmp_path / "migrated")
+    tftrt.migrate(model_dir, dst, print_fn=None)
+    plain = tf.saved_model.load(dst).signatures["predict"](
+        **{k: tf.constant(v) for k, v in inputs.items()})
+    _check_outputs({k: v.numpy() for k, v in plain.items()}, want, FP32_TOL)
+    with pytest.raises(SavedModelError, match="no signature 'serving'"):
+        tftrt.migrate(model_dir, str(tmp_path / "other"), input_saved_model_signature_key="serving")
+
+
 def test_three_engines_keep_their_cache_and_profile_settings() -> None:
     model = tftrt.load(lf.path("three_engines_dynamic_fp32"))
     ops = list(model.engines.values())

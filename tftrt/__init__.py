@@ -54,19 +54,21 @@ def migrate(src: str, dst: str, *, build_input_fn: Callable[[], Iterable[Any]] |
     ``converter_parameters`` (``TrtGraphConverterV2``'s names: ``precision_mode``,
     ``use_dynamic_shape``, ...) say otherwise. ``build_input_fn`` (as for ``build()``)
     builds the engines before saving; ``calibration_input_fn`` calibrates INT8 engines
-    that have no usable TensorRT calibration table. ``dst`` must not exist or be empty;
-    nothing is written when the migration fails. Prints the migration summary with
-    ``print_fn`` (None: silent) and returns the migrated model, ready to run.
+    that have no usable TensorRT calibration table. The signature is
+    ``input_saved_model_signature_key``, else serving_default or the model's only one.
+    ``dst`` must not exist or be empty; nothing is written when the migration fails.
+    Prints the migration summary with ``print_fn`` (None: silent) and returns the
+    migrated model, ready to run.
     """
     from tftrt.compiler import migrate as _migrate
     from tftrt.report.migration import format_migration
-    from tftrt.trt_convert import DEFAULT_SIGNATURE_KEY, DEFAULT_TAGS, select_backend
+    from tftrt.trt_convert import DEFAULT_TAGS, select_backend
 
     model = _migrate.migrate(
         src, dst, select_backend(backend), build_input_fn=build_input_fn,
         calibration_input_fn=calibration_input_fn, calibration_method=calibration_method,
         tags=list(input_saved_model_tags or DEFAULT_TAGS),
-        signature_key=input_saved_model_signature_key or DEFAULT_SIGNATURE_KEY,
+        signature_key=input_saved_model_signature_key,
         **converter_parameters)
     model.formatter = format_migration
     if print_fn is not None:

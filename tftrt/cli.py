@@ -191,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        default=None)
     shape.add_argument("--implicit-batch", dest="dynamic_shape", action="store_false")
     mig.add_argument("--profile-strategy", default=None)
-    mig.add_argument("--signature", default="serving_default")
+    mig.add_argument("--signature", default=None,
+                     help="default: serving_default, or the model's only signature")
     mig.add_argument("--backend", default="auto")
     mig.set_defaults(func=_migrate)
     args = parser.parse_args(argv)

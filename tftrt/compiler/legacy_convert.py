@@ -77,12 +77,16 @@ class LegacyConversion:
 
 # -- reading and freezing ------------------------------------------------------------
 
-def freeze_legacy(path: str, tags: Sequence[str], signature_key: str
+def freeze_legacy(path: str, tags: Sequence[str], signature_key: str | None
                   ) -> tuple[FrozenModel, dict[str, legacy_model.LegacyEngine], dict[str, str]]:
     """The frozen signature of TF-TRT model ``path`` (engines as marked segment calls), its
-    engines by name, and its serialized-engine assets (file -> engine)."""
+    engines by name, and its serialized-engine assets (file -> engine). ``signature_key``
+    None: serving_default, else the model's only signature (TF-TRT saves one)."""
     sm = legacy_model.read_saved_model(path)
     mg = legacy_model.meta_graph(sm, tags)
+    if signature_key is None:
+        keys = sorted(k for k in mg.signature_def if not k.startswith("__"))
+        signature_key = keys[0] if len(keys) == 1 else "serving_default"
     engines = legacy_model.read_engines(mg)
     if not engines:
         raise SavedModelError(f"{path!r} holds no TRTEngineOp: TF-TRT did not convert it; "
@@ -198,7 +202,7 @@ def _engine_node(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[Tens
 
 def convert_legacy(path: str, registry: Registry, backend: EngineBackend,
                    overrides: Mapping | None = None, tags: Sequence[str] = ("serve",),
-                   signature_key: str = "serving_default") -> LegacyConversion:
+                   signature_key: str | None = None) -> LegacyConversion:
     """Each TF-TRT engine of the model in ``path`` as a tftrt engine (or a native call)."""
     overrides = check_overrides(overrides or {})
     frozen, engines, assets = freeze_legacy(path, tags, signature_key)

@@ -27,6 +27,7 @@ from tftrt.specs import as_call
 log = logging.getLogger("tftrt")
 
 InputFn = Callable[[], Iterable[Any]]
+Formatter = Callable[[LegacyConversion, Mapping[str, EngineOp]], str]
 
 
 @dataclass
@@ -36,7 +37,7 @@ class LegacyModel:
     signatures: dict[str, ConvertedFunction]
     engines: dict[str, EngineOp]
     migration: LegacyConversion
-    formatter: Callable[[LegacyConversion, Mapping[str, EngineOp]], str] | None = None
+    formatter: Formatter | None = None
 
     def summary(self, print_fn: Callable[[str], None] | None = None) -> None:
         """Print what became of each TF-TRT engine and what runs now."""
@@ -104,8 +105,8 @@ def prepare_int8(conv: LegacyConversion, func: ConvertedFunction, backend: Engin
             rec.calibration = f"{method} calibration on {len(data.batches[name])} batches"
 
 
-def load_legacy(path: str, backend: EngineBackend, formatter=None,
-                tags: Sequence[str] = ("serve",), signature_key: str = "serving_default",
+def load_legacy(path: str, backend: EngineBackend, formatter: Formatter | None = None,
+                tags: Sequence[str] = ("serve",), signature_key: str | None = None,
                 **overrides: Any) -> LegacyModel:
     """Run the TF-TRT model in ``path`` with tftrt engines (built on first use)."""
     conv = convert_legacy(path, get_registry(), backend, overrides, tags, signature_key)
@@ -113,7 +114,8 @@ def load_legacy(path: str, backend: EngineBackend, formatter=None,
     func = _function(conv)
     prepare_int8(conv, func, backend, None)
     _runtime_builds_as_saved(conv)
-    return LegacyModel({signature_key: func}, dict(conv.conversion.engines), conv, formatter)
+    key = conv.conversion.frozen.signature_key
+    return LegacyModel({key: func}, dict(conv.conversion.engines), conv, formatter)
 
 
 def _runtime_builds_as_saved(conv: LegacyConversion) -> None:
@@ -141,7 +143,7 @@ def check_destination(dst: str, src: str) -> str:
 def migrate(src: str, dst: str, backend: EngineBackend,
             build_input_fn: InputFn | None = None, calibration_input_fn: InputFn | None = None,
             calibration_method: str | None = None, tags: Sequence[str] = ("serve",),
-            signature_key: str = "serving_default", **overrides: Any) -> LegacyModel:
+            signature_key: str | None = None, **overrides: Any) -> LegacyModel:
     """Write TF-TRT model ``src`` as a tftrt SavedModel in ``dst`` (atomically; nothing is
     written when anything fails); the migrated model, as ``load_legacy`` returns it."""
     from tftrt.compiler.saving import save_converted
@@ -166,4 +168,5 @@ def migrate(src: str, dst: str, backend: EngineBackend,
                    allow_build_at_runtime=conv.options.allow_build_at_runtime,
                    backend=backend, options=conv.options)
     _runtime_builds_as_saved(conv)
-    return LegacyModel({signature_key: func}, dict(conv.conversion.engines), conv)
+    return LegacyModel({conv.conversion.frozen.signature_key: func},
+                       dict(conv.conversion.engines), conv)
