@@ -27,3 +27,16 @@ def test_precision_int8_example_calibrates(capsys) -> None:
     assert op.precision == "INT8" and op.calibration["batches"] == 4
     assert "precision: INT8" in capsys.readouterr().out
     assert next(iter(ns["logits"].values())).shape == (16, 10)
+
+
+def test_migrating_example_loads_migrates_and_runs(capsys) -> None:
+    from tests.conftest import max_rel_err
+
+    ns = run_doc_blocks(DOCS / "migrating.md")
+    y = ns["y"].numpy()
+    assert max_rel_err(ns["y_native"].numpy(), y) < 2e-2  # FP16 engines vs FP32 native
+    assert max_rel_err(ns["y_fast"].numpy(), y) < 1e-6  # the same engines, saved
+    assert all(op.stats.builds == 0 and op.stats.engine_calls == 1
+               for op in ns["fast"].engines.values())
+    out = capsys.readouterr().out
+    assert "2 engines -> 2 tftrt engines" in out and "precision: FP16" in out

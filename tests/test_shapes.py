@@ -336,3 +336,41 @@ def test_bad_build_inputs_are_refused(mlp_dir, items, match, dynamic) -> None:
         conv.build(items)
     op = _one_op(conv)
     assert op.collector is None and not op.engines()  # nothing half-built stays behind
+
+
+def _convert_and_save(src: str, dst: str) -> list[str]:
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=src)
+    conv.convert()
+    conv.save(dst)
+    return sorted(conv.engines)
+
+
+def test_models_with_the_same_engine_names_load_side_by_side(tmp_path, monkeypatch) -> None:
+    """Two models converted by different processes both have TRTEngineOp_000_000; TensorFlow
+    keeps one function per name, so loading renames the loaded model's functions."""
+    import itertools
+    import subprocess
+    import sys
+
+    from tftrt.compiler import codegen
+
+    def variant(k: int):
+        def f(x):
+            return two_engines(x * (1.0 + k))
+        return f
+
+    src = [export_module(str(tmp_path / f"m{k}"), variant(k),
+                         [tf.TensorSpec([None, 16], tf.float32)]) for k in range(2)]
+    monkeypatch.setattr(codegen, "_GRAPH_SEQ", itertools.count())  # as a new process has it
+    names = ["TRTEngineOp_000_000", "TRTEngineOp_000_001"]
+    assert _convert_and_save(src[0], str(tmp_path / "out0")) == names
+    code = ("import sys; from tests.test_shapes import _convert_and_save; "
+            "print(_convert_and_save(sys.argv[1], sys.argv[2]))")
+    done = subprocess.run([sys.executable, "-c", code, src[1], str(tmp_path / "out1")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip().endswith(str(names))
+    fns = [tftrt_load(str(tmp_path / f"out{k}")).signatures["serving_default"]
+           for k in range(2)]
+    x = _x(3, 16)
+    for k, fn in enumerate(fns):
+        assert max_rel_err(_out(fn, x), variant(k)(x).numpy()) < 1e-5

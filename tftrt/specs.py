@@ -70,6 +70,16 @@ def parse_input(ref: str) -> tuple[str, int, bool]:
     return ref, 0, False
 
 
+def as_call(item: object) -> tuple[tuple, dict]:
+    """One item of an ``input_fn`` (an array, a list/tuple of positional inputs, or a dict
+    of named ones) as call arguments."""
+    if isinstance(item, dict):
+        return (), item
+    if isinstance(item, (list, tuple)):
+        return tuple(item), {}
+    return (item,), {}
+
+
 def tensor_ref(name: str, slot: int) -> str:
     return f"{name}:{slot}"
 

@@ -23,6 +23,7 @@ from tftrt.report.nonconversion import emit_nonconversion_report
 from tftrt.report.summary import format_summary
 from tftrt.runtime.executor import ConvertedFunction
 from tftrt.specs import PROFILE_STRATEGIES
+from tftrt.specs import as_call as _as_call
 
 log = logging.getLogger("tftrt")
 
@@ -377,11 +378,3 @@ def _run_items(func: ConvertedFunction, input_fn: Callable[[], Iterable[Any]]) -
 def _describe(arity: tuple[int, tuple[str, ...]]) -> str:
     n, names = arity
     return f"{n} positional inputs" if not names else f"inputs {list(names)}"
-
-
-def _as_call(item: Any) -> tuple[tuple, dict]:
-    if isinstance(item, dict):
-        return (), item
-    if isinstance(item, (list, tuple)):
-        return tuple(item), {}
-    return (item,), {}
