@@ -32,10 +32,25 @@ def _core():
 
     global _CORE
     try:
-        return _CORE
+        core = _CORE
     except NameError:
-        _CORE = ov.Core()
-        return _CORE
+        core = _CORE = ov.Core()
+    _install_layer_extensions(core)
+    return core
+
+
+_INSTALLED_LAYERS: set[str] = set()
+
+
+def _install_layer_extensions(core) -> None:
+    """Add the frontend extensions of the plugin layers that lower natively on OpenVINO
+    (``tftrt_plugin_layers``), once per layer and process, before any model is read."""
+    from tftrt.plugins.manager import get_registry
+
+    for op_type, lowering in get_registry().layer_lowerings(OpenVinoBackend.name):
+        if op_type not in _INSTALLED_LAYERS:
+            core.add_extension(lowering.extension())
+            _INSTALLED_LAYERS.add(op_type)
 
 
 def _precision_hint(precision_mode: str) -> str:
