@@ -32,13 +32,13 @@ from tftrt.plugins.partitioning import CostModel, PartitionRequest, SegmentCost
 class Constants:
     """Machine constants of the analytic model (milliseconds, FLOP and bytes)."""
 
-    native_op_ms: float = 0.006  # TensorFlow's executor cost per op
+    native_op_ms: float = 0.03  # TensorFlow's cost per op in a converted graph's executor
     native_flops_per_ms: float = 1.2e8  # TensorFlow's arithmetic throughput (float32)
     native_bytes_per_ms: float = 4e6  # TensorFlow's elementwise memory throughput
     engine_op_ms: float = 0.0005  # per fused layer inside an engine
     engine_flops_per_ms: float = 2.8e8  # the engine's arithmetic throughput (float32)
     engine_bytes_per_ms: float = 8e6  # the engine's memory throughput
-    call_ms: float = 0.33  # one engine call from the graph (py-function round trip)
+    call_ms: float = 0.3  # one engine call from the graph (py-function round trip)
     copy_bytes_per_ms: float = 4e6  # moving a boundary tensor in or out
 
 

@@ -1,12 +1,15 @@
 """The measured cost model: each candidate segment built and timed on the sample inputs.
 
 The graph runs once in TensorFlow on the first sample feed to get every
-candidate's input tensors. Then, per candidate: its native time is the median
-time of its nodes as a TensorFlow graph function, less the cost of calling an
-empty one; its engine time is the median of ``Engine.run`` on an engine the
+candidate's input and output tensors. Then, per candidate: its native time is
+the median time of its nodes as a graph function run the way the runtime runs
+converted graphs, less the cost of calling one that only passes tensors
+through; its engine time is the median of ``Engine.run`` on an engine the
 backend builds for those inputs' shapes; its boundary time is one engine call
-from the graph (a py-function round trip, measured once per process) plus the
-bytes it moves. A candidate that fails to lower or build costs infinity.
+from the graph (an EagerPyFunc node, as the runtime binds engines, measured
+once per process) plus the bytes it moves. Each pair is timed in alternating
+blocks so other load on the machine hits both alike. A candidate that fails to
+lower or build costs infinity.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
 
 from tftrt.compiler import codegen, layers, precision
 from tftrt.compiler import ir as irmod
@@ -26,7 +30,7 @@ from tftrt.compiler.costs import Constants
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment, tensor_spec
 from tftrt.plugins.partitioning import PartitionRequest, SegmentCost
 from tftrt.plugins.types import BuildConfig
-from tftrt.runtime.tfgraph import graph_function
+from tftrt.runtime.tfgraph import PyFuncBinding, graph_function
 from tftrt.specs import input_name, output_name
 
 log = logging.getLogger("tftrt")
@@ -37,38 +41,96 @@ MAX_CALLS = 60
 
 def median_ms(fn: Callable[[], object], budget_ms: float = BUDGET_MS) -> float:
     """Median milliseconds of ``fn()`` over as many calls as fit ``budget_ms`` (3 to 60)."""
-    fn()
-    fn()
-    times: list[float] = []
+    return excess_ms(fn, None, budget_ms)
+
+
+def excess_ms(fn: Callable[[], object], base: Callable[[], object] | None,
+              budget_ms: float = BUDGET_MS, block: int = 3) -> float:
+    """Median ms of ``fn()`` less the median of ``base()``, timed in alternating blocks
+    so that the machine's drift (other load) hits both alike."""
+    fns = [fn] if base is None else [fn, base]
+    for f in fns:
+        f()
+        f()
+    times: list[list[float]] = [[] for _ in fns]
     spent = 0.0
-    while len(times) < 3 or (spent < budget_ms and len(times) < MAX_CALLS):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-        spent += times[-1]
-    return statistics.median(times)
+    while len(times[0]) < 3 or (spent < budget_ms * len(fns) and len(times[0]) < MAX_CALLS):
+        for k, f in enumerate(fns):
+            for _ in range(block):
+                t0 = time.perf_counter()
+                f()
+                times[k].append((time.perf_counter() - t0) * 1e3)
+                spent += times[k][-1]
+    medians = [statistics.median(t) for t in times]
+    return medians[0] - (medians[1] if base is not None else 0.0)
+
+
+def _chain_graph(chain: int, pyfunc_token: str | None) -> graph_pb2.GraphDef:
+    """x -> ``chain`` x (Relu, then an EagerPyFunc calling ``pyfunc_token`` or an Identity)
+    -> y: TensorFlow ops between engine calls, as in a partly converted graph."""
+    gd = graph_pb2.GraphDef()
+    f32 = tf.float32.as_datatype_enum
+    gd.node.add(name="x", op="Placeholder").attr["dtype"].type = f32
+    prev = "x"
+    for k in range(chain):
+        relu = gd.node.add(name=f"relu{k}", op="Relu", input=[prev])
+        relu.attr["T"].type = f32
+        node = gd.node.add(name=f"call{k}", input=[relu.name])
+        if pyfunc_token is None:
+            node.op = "Identity"
+            node.attr["T"].type = f32
+        else:
+            node.op = "EagerPyFunc"
+            node.attr["token"].s = pyfunc_token.encode()
+            node.attr["Tin"].list.type.append(f32)
+            node.attr["Tout"].list.type.append(f32)
+            node.attr["is_async"].b = False
+        prev = node.name
+    gd.node.add(name="y", op="Identity", input=[prev]).attr["T"].type = f32
+    return gd
+
+
+def _identity_onnx() -> bytes:
+    import onnx
+    from onnx import helper
+
+    vi = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1, 16]) for n in "xy"]
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "call", vi[:1], vi[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    return model.SerializeToString()
 
 
 @functools.cache
-def engine_call_ms() -> float:
-    """What one engine call costs the graph: a py-function round trip, less an Identity."""
+def _engine_call_ms(backend, chain: int = 10) -> float:
+    binding = PyFuncBinding()
+    engine = backend.build(_identity_onnx(), BuildConfig(input_shapes=((1, 16),)))
+    token = binding.token(lambda xs: engine.run([np.asarray(xs[0])]), [tf.float32])
+    with_engines = graph_function(_chain_graph(chain, token), ["x:0"], ["y:0"])
+    plain = graph_function(_chain_graph(chain, None), ["x:0"], ["y:0"])
     x = tf.constant(np.zeros((1, 16), np.float32))
-    plain = tf.function(tf.identity).get_concrete_function(x)
-    pyfunc = tf.function(lambda t: tf.numpy_function(np.copy, [t], tf.float32)
-                         ).get_concrete_function(x)
-    return max(median_ms(lambda: pyfunc(x)) - median_ms(lambda: plain(x)), 0.0)
+    in_graph = excess_ms(lambda: with_engines(x), lambda: plain(x)) / chain
+    alone = median_ms(lambda: engine.run([np.zeros((1, 16), np.float32)]))
+    return max(in_graph - alone, 0.0)
 
 
-@functools.cache
-def _empty_call_ms(n_inputs: int, n_outputs: int) -> float:
-    """The cost of calling a graph function that only passes tensors through."""
-    args = [tf.constant(np.zeros((1,), np.float32)) for _ in range(n_inputs)]
+def engine_call_ms(backend) -> float:
+    """What one call of a (trivial) engine of ``backend`` costs a converted graph, beyond
+    the engine's own work: the EagerPyFunc round trip the runtime binds engines with, and
+    waking the backend's threads between TensorFlow ops. Measured once per backend."""
+    return _engine_call_ms(backend)
 
-    def passthrough(*xs):
-        return [tf.identity(xs[k % n_inputs]) for k in range(n_outputs)]
 
-    fn = tf.function(passthrough).get_concrete_function(*args)
-    return median_ms(lambda: fn(*args))
+def _passthrough(n_inputs: int, n_outputs: int):
+    """A graph function (as the runtime runs graphs) passing its inputs through."""
+    graph = tf.Graph()
+    with graph.as_default():
+        ins = [tf.compat.v1.placeholder(tf.float32, [1], name=input_name(k))
+               for k in range(n_inputs)]
+        for k in range(n_outputs):
+            tf.identity(ins[k % n_inputs], name=output_name(k))
+    return graph_function(graph.as_graph_def(), [input_name(k) + ":0" for k in range(n_inputs)],
+                          [output_name(k) + ":0" for k in range(n_outputs)])
 
 
 def boundary_values(request: PartitionRequest, refs: Sequence[str]) -> dict[str, np.ndarray]:
@@ -85,15 +147,17 @@ def boundary_values(request: PartitionRequest, refs: Sequence[str]) -> dict[str,
 
 
 def _native_ms(request: PartitionRequest, plan, values: Mapping[str, np.ndarray]) -> float:
+    """The segment's time inside a graph run as the runtime runs converted graphs."""
     g = request.graph
     ins = [tensor_spec(g, r) for r in plan.inputs]
     outs = [tensor_spec(g, r) for r in plan.outputs]
     gd = codegen.segment_graph_def(g, plan, ins, outs)
     fn = graph_function(gd, [input_name(k) + ":0" for k in range(len(ins))],
                         [output_name(k) + ":0" for k in range(len(outs))])
+    base = _passthrough(max(len(ins), 1), max(len(outs), 1))
     args = [tf.convert_to_tensor(values[r]) for r in plan.inputs]
-    spent = median_ms(lambda: fn(*args))
-    return max(spent - _empty_call_ms(max(len(ins), 1), max(len(outs), 1)), 0.0)
+    small = [tf.constant(np.zeros((1,), np.float32)) for _ in range(max(len(ins), 1))]
+    return max(excess_ms(lambda: fn(*args), lambda: base(*small)), 0.0)
 
 
 def _engine_ms(request: PartitionRequest, plan, values: Mapping[str, np.ndarray]) -> float:
@@ -117,7 +181,7 @@ def estimate(request: PartitionRequest, segments: Sequence[frozenset[str]],
     g = request.graph
     plans = [plan_segment(g, s) for s in segments]
     values = boundary_values(request, [r for p in plans for r in p.inputs + p.outputs])
-    call = engine_call_ms()
+    call = engine_call_ms(request.backend)
     costs = []
     for seg, plan in zip(segments, plans, strict=True):
         native = _native_ms(request, plan, values)
