@@ -1,20 +1,26 @@
 """The measured cost model: each candidate segment built and timed on the sample inputs.
 
 The graph runs once in TensorFlow on the first sample feed to get every
-candidate's input and output tensors. Then, per candidate: its native time is
+candidate's input and output tensors. Per candidate, then: its native time is
 the median time of its nodes as a graph function run the way the runtime runs
-converted graphs, less the cost of calling one that only passes tensors
-through; its engine time is the median of ``Engine.run`` on an engine the
-backend builds for those inputs' shapes; its boundary time is one engine call
-from the graph (an EagerPyFunc node, as the runtime binds engines, measured
-once per process) plus the bytes it moves. Each pair is timed in alternating
-blocks so other load on the machine hits both alike. A candidate that fails to
+converted graphs, less that of one passing its tensors through; its engine
+time is the median of an ``EngineOp`` call (the runtime's object, engine built
+by the backend for those shapes). Its boundary time is measured in place: the
+whole graph with the candidate as its one engine, bound as the runtime binds
+engines (an EagerPyFunc), against the whole graph without it; the boundary is
+what that difference leaves once the engine's and the native time are counted
+(the call, the copies, waking the backend's threads between TensorFlow's ops),
+so that a candidate's gain is exactly what the graph saved. Without the
+signature's tensors the boundary is one engine call measured on a chain of
+trivial engines plus the bytes moved. Each pair is timed in alternating blocks
+so that other load on the machine hits both alike. A candidate that fails to
 lower or build costs infinity.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import statistics
 import time
@@ -30,13 +36,21 @@ from tftrt.compiler.costs import Constants
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment, tensor_spec
 from tftrt.plugins.partitioning import PartitionRequest, SegmentCost
 from tftrt.plugins.types import BuildConfig
-from tftrt.runtime.tfgraph import PyFuncBinding, graph_function
+from tftrt.runtime.engine_op import EngineOp
+from tftrt.runtime.tfgraph import (
+    PyFuncBinding,
+    engine_as_pyfunc,
+    graph_function,
+    rewrite_engines,
+)
 from tftrt.specs import input_name, output_name
 
 log = logging.getLogger("tftrt")
 
 BUDGET_MS = 40.0  # timing budget per measured callable
+IN_PLACE_BUDGET_MS = 400.0  # for the whole graph, with and without the candidate
 MAX_CALLS = 60
+_CANDIDATES = itertools.count()
 
 
 def median_ms(fn: Callable[[], object], budget_ms: float = BUDGET_MS) -> float:
@@ -160,19 +174,30 @@ def _native_ms(request: PartitionRequest, plan, values: Mapping[str, np.ndarray]
     return max(excess_ms(lambda: fn(*args), lambda: base(*small)), 0.0)
 
 
-def _engine_ms(request: PartitionRequest, plan, values: Mapping[str, np.ndarray]) -> float:
-    g = request.graph
-    lowered = lower_segment(g, plan, request.registry, "cost_candidate",
+def _engine_op(request: PartitionRequest, plan) -> tuple[EngineOp, object]:
+    """An EngineOp for the candidate, as the pipeline would make it, and its lowering."""
+    name = f"TRTEngineOp_cost_{next(_CANDIDATES)}"  # functions are process-wide in TF
+    lowered = lower_segment(request.graph, plan, request.registry, name,
                             dynamic_shape=request.dynamic_shape)
     model = layers.resolve(lowered.model, request.registry, request.backend.name,
                            request.precision_mode)
     model_bytes = precision.onnx_for_backend(model.SerializeToString(), request.backend.name,
                                              request.precision_mode)
-    arrays = [values[r] for r in plan.inputs]
-    config = BuildConfig(precision_mode=request.precision_mode,
-                         input_shapes=tuple(tuple(a.shape) for a in arrays))
-    engine = request.backend.build(model_bytes, config)
-    return median_ms(lambda: engine.run(arrays))
+    op = EngineOp(name=name, onnx_model=model_bytes, backend=request.backend,
+                  inputs=lowered.inputs, outputs=lowered.outputs, native=None,
+                  precision_mode=request.precision_mode, dynamic_shape=request.dynamic_shape,
+                  profile_strategy="Range", max_cached_engines=1, allow_build_at_runtime=True,
+                  max_workspace_size_bytes=1 << 30)
+    return op, lowered
+
+
+def _in_place(request: PartitionRequest, plan, lowered, op: EngineOp, binding: PyFuncBinding):
+    """The whole graph with the candidate as its one engine, bound as the runtime binds it."""
+    node = codegen.EngineNode(op.name, plan, lowered.inputs, lowered.outputs, {})
+    gd = codegen.splice(request.graph, [node])
+    out_dtypes = [tf.as_dtype(s.dtype) for s in op.outputs]
+    gd = rewrite_engines(gd, lambda n: engine_as_pyfunc(n, binding.token(op, out_dtypes)))
+    return graph_function(gd, list(request.inputs), list(request.outputs), request.variables)
 
 
 def estimate(request: PartitionRequest, segments: Sequence[frozenset[str]],
@@ -181,15 +206,31 @@ def estimate(request: PartitionRequest, segments: Sequence[frozenset[str]],
     g = request.graph
     plans = [plan_segment(g, s) for s in segments]
     values = boundary_values(request, [r for p in plans for r in p.inputs + p.outputs])
-    call = engine_call_ms(request.backend)
+    in_place = bool(request.inputs and request.outputs) and \
+        set(request.inputs) <= set(request.sample_inputs[0])
+    if in_place:
+        feeds = [tf.convert_to_tensor(request.sample_inputs[0][r]) for r in request.inputs]
+        native_graph = graph_function(irmod.to_graph_def(g), list(request.inputs),
+                                      list(request.outputs), request.variables)
+    binding = PyFuncBinding()
     costs = []
     for seg, plan in zip(segments, plans, strict=True):
         native = _native_ms(request, plan, values)
+        arrays = [values[r] for r in plan.inputs]
         try:
-            engine = _engine_ms(request, plan, values)
+            op, lowered = _engine_op(request, plan)
+            engine = median_ms(lambda op=op, arrays=arrays: op(arrays))
         except (LoweringError, RuntimeError, ValueError) as exc:
             log.info("cost model: a candidate of %d nodes does not build (%s)", len(seg), exc)
-            engine = float("inf")
-        moved = sum(values[r].nbytes for r in plan.inputs + plan.outputs)
-        costs.append(SegmentCost(native, engine, call + moved / c.copy_bytes_per_ms))
+            costs.append(SegmentCost(native, float("inf"), 0.0))
+            continue
+        if in_place:
+            with_engine = _in_place(request, plan, lowered, op, binding)
+            delta = excess_ms(lambda f=with_engine: f(*feeds), lambda: native_graph(*feeds),
+                              budget_ms=IN_PLACE_BUDGET_MS)
+            boundary = delta - engine + native  # so that the gain is what the graph saves
+        else:
+            moved = sum(values[r].nbytes for r in plan.inputs + plan.outputs)
+            boundary = engine_call_ms(request.backend) + moved / c.copy_bytes_per_ms
+        costs.append(SegmentCost(native, engine, boundary))
     return costs

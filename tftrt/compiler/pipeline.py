@@ -114,7 +114,8 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
             graph=marked, minimum_segment_size=opts.minimum_segment_size, max_engines=cap,
             backend=backend, registry=registry, precision_mode=opts.precision_mode,
             dynamic_shape=opts.use_dynamic_shape, options=opts.partitioner_options,
-            sample_inputs=tuple(sample_inputs), variables=frozen.variables or {})
+            sample_inputs=tuple(sample_inputs), variables=frozen.variables or {},
+            inputs=sig_in, outputs=sig_out)
         marked, result = partition.partition(request, opts.partitioner, registry,
                                              at(AFTER_SEGMENTATION))
         records += result.passes

@@ -47,6 +47,9 @@ class PartitionRequest:
     sample_inputs: Sequence[Mapping[str, np.ndarray]] = ()
     # resource Placeholder name -> tf.Variable, when the graph was not frozen
     variables: Mapping[str, Any] = field(default_factory=dict)
+    # the signature's graph tensors ("node:slot")
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
 
 # partition(request) -> groups of node names, one group per engine segment

@@ -56,12 +56,15 @@ def cut_chain(blocks: int = 7, size: int = 28, channels: int = 64, seed: int = 0
     return model
 
 
-def _export_cut_chain(path: str) -> None:
-    import tensorflow as tf
+def _cut_chain_export(**kwargs) -> Callable[[str], None]:
+    def export(path: str) -> None:
+        import tensorflow as tf
 
-    module = tf.Module()
-    module.f = cut_chain()
-    tf.saved_model.save(module, path, signatures={"serving_default": module.f})
+        module = tf.Module()
+        module.f = cut_chain(**kwargs)
+        tf.saved_model.save(module, path, signatures={"serving_default": module.f})
+
+    return export
 
 
 def _keras(factory: str) -> Callable[[str], None]:
@@ -75,7 +78,9 @@ def _keras(factory: str) -> Callable[[str], None]:
 
 
 MODELS = {
-    "cut-chain": ModelSpec("cut-chain", _export_cut_chain, (1, 28, 28, 64)),
+    "cut-chain": ModelSpec("cut-chain", _cut_chain_export(), (1, 28, 28, 64)),
+    "cut-chain-large": ModelSpec("cut-chain-large", _cut_chain_export(size=56, channels=128),
+                                 (1, 56, 56, 128)),
     "mobilenet_v2": ModelSpec("mobilenet_v2", _keras("MobileNetV2"), (1, 224, 224, 3)),
     "resnet50": ModelSpec("resnet50", _keras("ResNet50"), (1, 224, 224, 3)),
 }
