@@ -3,11 +3,8 @@ entry point: its partitioner changes the segments, its plugin layer converts an 
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import pathlib
-import shutil
-import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import export_module
-from tests.test_example_plugin import _pip_install
+from tests.test_example_plugin import installed
 from tftrt import trt_convert as trt
 from tftrt.plugins import Registry, reset_registry
 from tftrt.plugins.layers import DOMAIN
@@ -31,21 +28,9 @@ W = RNG.standard_normal((8, 8)).astype(np.float32) / 3
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> Iterator[Registry]:
     assert "chains" not in reset_registry().partitioner_names()
-    work = tmp_path_factory.mktemp("example_partitioner")
-    source, target = work / "src", work / "site"
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__"))
-    _pip_install(source, target)
-    sys.path.insert(0, str(target))
-    importlib.invalidate_caches()
-    try:
+    with installed(EXAMPLE, MODULE, tmp_path_factory.mktemp("example_partitioner")):
         yield reset_registry()  # loads the tftrt entry points, the example's among them
-    finally:
-        sys.path.remove(str(target))
-        for name in [m for m in sys.modules if m == MODULE or m.startswith(MODULE + ".")]:
-            del sys.modules[name]
-        importlib.invalidate_caches()
-        restored = reset_registry()
+    restored = reset_registry()
     assert "chains" not in restored.partitioner_names()
     assert restored.plugin_layer("Atan2") is None
 

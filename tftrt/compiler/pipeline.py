@@ -146,9 +146,12 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
 
 def _mark_unmarked(g: ir.IR, registry: Registry, excluded: set[str], deny: frozenset[str],
                    dynamic_shape: bool) -> None:
-    """Capability marks for the nodes a pass added, and a reason where a pass gave none."""
+    """Capability marks for the nodes a pass added, and a reason where a pass gave none;
+    the signature's own nodes stay out of engines whatever a pass said."""
     for n, d in g.nodes(data=True):
-        if "supported" not in d:
+        if n in excluded:
+            d["supported"], d["reason"] = False, capability.EXCLUDED
+        elif "supported" not in d:
             d["reason"] = capability.node_reason(g, n, registry, frozenset(excluded), deny,
                                                  dynamic_shape)
             d["supported"] = d["reason"] is None
@@ -159,7 +162,7 @@ def _mark_unmarked(g: ir.IR, registry: Registry, excluded: set[str], deny: froze
 def _count(counts: dict[str, dict[str, int]], g: ir.IR, nodes: frozenset[str],
            reason: str) -> None:
     """Add supported ``nodes`` that stay native for ``reason`` to the non-conversion counts."""
-    by_op = Counter(g.nodes[n]["op"] for n in nodes if not ir.is_const_like(g, n))
+    by_op = Counter(g.nodes[n]["op"] for n in nodes if n in g and not ir.is_const_like(g, n))
     for op, k in by_op.items():
         counts.setdefault(op, {})
         counts[op][reason] = counts[op].get(reason, 0) + k

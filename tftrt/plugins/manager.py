@@ -113,22 +113,14 @@ class Registry:
 
     def partitioner(self, name: str) -> tuple[Partitioner, str]:
         """The partitioner called ``name`` and the plugin that registered it."""
-        try:
-            return self._partitioners[name]
-        except KeyError:
-            raise ValueError(f"unknown partitioner {name!r}; registered: "
-                             f"{sorted(self._partitioners)}") from None
+        return _lookup(self._partitioners, name, "partitioner")
 
     def partitioner_names(self) -> list[str]:
         return sorted(self._partitioners)
 
     def cost_model(self, name: str) -> tuple[CostModel, str]:
         """The cost model called ``name`` and the plugin that registered it."""
-        try:
-            return self._cost_models[name]
-        except KeyError:
-            raise ValueError(f"unknown cost model {name!r}; registered: "
-                             f"{sorted(self._cost_models)}") from None
+        return _lookup(self._cost_models, name, "cost model")
 
     def cost_model_names(self) -> list[str]:
         return sorted(self._cost_models)
@@ -149,6 +141,13 @@ class Registry:
             if lowering is not None:
                 out.append((op_type, lowering))
         return out
+
+
+def _lookup(table: dict, name: str, what: str) -> tuple:
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {what} {name!r}; registered: {sorted(table)}") from None
 
 
 def _contributions(pm: pluggy.PluginManager, hook) -> list[tuple[object, str]]:
