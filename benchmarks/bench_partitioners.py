@@ -5,8 +5,10 @@
 The model is the harness's ``cut-chain``: ops without converters every few
 nodes cut it into 21 candidate segments (see tftrt/research/models.py). The
 configurations are TF native (the SavedModel's signature), union-find at
-``minimum_segment_size=3`` (TF-TRT's default), union-find at 1, and the
-cost-aware partitioner at 1 with its measured cost model on the build input.
+``minimum_segment_size=3`` (TF-TRT's default), union-find at 1, the
+cost-aware partitioner at 1 with its measured cost model on the build input,
+and union-find at 1000 (no engine at all: what running the converted graph
+costs by itself).
 All are timed in one run, interleaved, medians of many calls. The table and
 plot go to docs/partitioners-benchmark.md and docs/partitioners.png, the raw
 figures to benchmarks/results/partitioners.json.
@@ -26,7 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tftrt.research import harness  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = ("native", "union-find@3", "union-find@1", "cost@1")
+# union-find@1000 converts nothing: the converted graph's own cost with no engine in it
+CONFIGS = ("native", "union-find@1000", "union-find@3", "union-find@1", "cost@1")
 
 
 def main() -> None:
