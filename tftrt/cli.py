@@ -1,4 +1,5 @@
-"""The ``tftrt`` command line: ``tftrt demo``, ``tftrt convert`` and ``tftrt migrate``."""
+"""The ``tftrt`` command line: ``tftrt demo``, ``tftrt convert``, ``tftrt migrate`` and
+``tftrt compare-partitioners``."""
 
 from __future__ import annotations
 
@@ -151,6 +152,25 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_partitioners(args: argparse.Namespace) -> int:
+    from tftrt.research import harness
+
+    configs = [harness.parse_config(c) for c in args.config or DEFAULT_CONFIGS]
+    with tempfile.TemporaryDirectory(prefix="tftrt-research-") as workdir:
+        rows = harness.compare(args.models, configs, workdir, backend=args.backend,
+                               precision_mode=args.precision, calls=args.calls,
+                               input_shape=args.input_shape)
+    print(harness.table(rows))
+    for path in harness.write(rows, args.out, {"backend": args.backend,
+                                                "precision": args.precision,
+                                                "calls": args.calls}):
+        print(f"wrote {path}")
+    return 0
+
+
+DEFAULT_CONFIGS = ("native", "union-find@3", "union-find@1", "cost@1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tftrt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +215,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="default: serving_default, or the model's only signature")
     mig.add_argument("--backend", default="auto")
     mig.set_defaults(func=_migrate)
+    cmp = sub.add_parser("compare-partitioners",
+                         help="compare partitioners on models: a table and plots")
+    cmp.add_argument("models", nargs="+",
+                     help="SavedModel directories or built-in names (cut-chain, mobilenet_v2, "
+                          "resnet50)")
+    cmp.add_argument("--config", action="append",
+                     help="native or PARTITIONER[/COST_MODEL]@MINIMUM_SEGMENT_SIZE "
+                          f"(repeatable; default {' '.join(DEFAULT_CONFIGS)})")
+    cmp.add_argument("--out", default="partitioner-results")
+    cmp.add_argument("--backend", default="auto")
+    cmp.add_argument("--precision", default="FP32")
+    cmp.add_argument("--calls", type=int, default=200)
+    cmp.add_argument("--input-shape", type=int, nargs="+", default=None,
+                     help="the sample input's shape, for SavedModel directories")
+    cmp.set_defaults(func=_compare_partitioners)
     args = parser.parse_args(argv)
     return args.func(args)
 
