@@ -25,6 +25,14 @@ def test_architecture_plugin_example_registers_a_converter() -> None:
         reset_registry()
 
 
+def test_shapes_example_builds_one_engine(capsys) -> None:
+    ns = run_doc_blocks(DOCS / "shapes.md")
+    (op,) = ns["converter"].engines.values()
+    assert op.stats.builds == 1 and op.stats.engine_calls == 17 and op.stats.native_calls == 0
+    assert op.stats.engine_shapes[((40, 8, 8),)] == 1
+    assert capsys.readouterr().out.strip().endswith("1")
+
+
 def test_precision_int8_example_calibrates(capsys) -> None:
     ns = run_doc_blocks(DOCS / "precision.md")
     (op,) = ns["converter"].engines.values()
