@@ -6,6 +6,7 @@ session from it in milliseconds, and the bytes run anywhere.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from importlib.util import find_spec
 
@@ -18,6 +19,7 @@ from tftrt.plugins.types import BuildConfig, Engine, EngineBackend
 
 class OnnxRuntimeEngine:
     backend = "onnxruntime"
+    realization = "onnxruntime: one session runs every shape of every profile"
 
     def __init__(self, model_bytes: bytes, config: BuildConfig) -> None:
         import onnxruntime as ort
@@ -38,6 +40,14 @@ class OnnxRuntimeEngine:
 
     def serialize(self) -> bytes:
         return self._bytes
+
+    def export(self, stem: str) -> list[str]:
+        """The engine as the ONNX model ONNX Runtime's tools open."""
+        path = f"{stem}.onnx"
+        with open(path + ".tmp", "wb") as f:
+            f.write(self._bytes)
+        os.replace(path + ".tmp", path)
+        return [path]
 
 
 class OnnxRuntimeBackend:

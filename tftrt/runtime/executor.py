@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,6 +101,7 @@ class ConvertedFunction:
         self._fast = self._whole_model_plan()
         self._tf_fn = None
         self._binding: tfgraph.PyFuncBinding | None = None
+        self._tf_fn_lock = threading.Lock()
 
     # -- introspection --------------------------------------------------------
     @property
@@ -142,7 +144,9 @@ class ConvertedFunction:
             return {spec.name: tf.convert_to_tensor(outs[p])
                     for spec, p in zip(self.outputs, out_ports, strict=True)}
         if self._tf_fn is None:
-            self._tf_fn = self._build_tf_function()
+            with self._tf_fn_lock:  # one function (and py-func binding) for all threads
+                if self._tf_fn is None:
+                    self._tf_fn = self._build_tf_function()
         try:
             results = self._tf_fn(*[tf.convert_to_tensor(v) for v in values])
         except tf.errors.OpError:
