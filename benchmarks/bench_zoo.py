@@ -44,7 +44,8 @@ def run(names: list[str], calls: int) -> dict[str, dict]:
             t0 = time.perf_counter()
             model.build(src)
             try:
-                m = measure(name, src, model.inputs, bench_calls=calls)
+                m = measure(name, src, model.inputs, bench_calls=calls,
+                            use_dynamic_shape=model.dynamic)
             except Exception as exc:  # the page says so; the slow tests fail on it
                 out[name] = {"error": f"{type(exc).__name__}: {exc}"[:300],
                              "machine": machine_line()}
@@ -57,6 +58,7 @@ def run(names: list[str], calls: int) -> dict[str, dict]:
                    "native_calls": m.native_calls, "backend": m.backend,
                    "runs_without_tensorflow": m.runs_without_tensorflow,
                    "convert_s": round(m.convert_s, 1), "calls": calls,
+                   "dynamic": model.dynamic,
                    "machine": machine_line(), "total_s": round(time.perf_counter() - t0, 1)}
             out[name] = row
             print(f"{name}: {m.engines} engines, {m.converted_pct:.0f}% ops, err "

@@ -19,7 +19,7 @@ SLOW = sorted(n for n, m in ZOO.items() if not m.fast)
 def convert_zoo_model(model: ZooModel, workdir) -> Measurement:
     src = str(workdir / model.name)
     model.build(src)
-    return measure(model.name, src, model.inputs)
+    return measure(model.name, src, model.inputs, use_dynamic_shape=model.dynamic)
 
 
 def check(model: ZooModel, m: Measurement) -> None:

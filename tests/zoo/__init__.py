@@ -36,6 +36,9 @@ class ZooModel:
     why: str = ""  # why it is not one engine, or what stays native
     fast: bool = False  # also in the default (fast) test profile
     rtol: float = 1e-4
+    # converted with use_dynamic_shape (sequence models), else in implicit batch mode,
+    # TF-TRT's default (image models of one size)
+    dynamic: bool = True
 
     def expected_native(self, backend: str) -> frozenset[str]:
         return self.native | self.backend_native.get(backend, frozenset())
@@ -55,7 +58,8 @@ def _hub(name: str, kind: str, **kw) -> ZooModel:
 def _app(family: str, **kw) -> ZooModel:
     return ZooModel(apps.FAMILIES[family], "keras.applications", f"CNN ({family})",
                     apps.builder(family),
-                    lambda serve, rng, b: apps.image_inputs(serve, rng, b), **kw)
+                    lambda serve, rng, b: apps.image_inputs(serve, rng, b), dynamic=False,
+                    **kw)
 
 
 HAND = [

@@ -22,8 +22,12 @@ def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
 
     ``captures`` binds resource Placeholders (by node name) to variables or other
     resources (lookup tables), or to their handle tensors. The graph is imported into
-    a ``tf.function``, so a call costs what calling the original function costs.
+    a ``tf.function``, so a call costs what calling the original function costs; a
+    graph with v1 control flow (loops lowered to Enter/Exit) is imported into a v1
+    graph instead, where no automatic control dependencies cross its loop frames.
     """
+    if any(n.op in _V1_CONTROL_FLOW for n in graph_def.node):
+        return _v1_graph_function(graph_def, inputs, outputs, captures)
     nodes = {n.name: n for n in graph_def.node}
     specs = [_placeholder_spec(nodes, ref) for ref in inputs]
     bound = {name: obj for name, obj in (captures or {}).items() if name in nodes}
@@ -40,6 +44,27 @@ def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
         return [input_map[ref] if ref in input_map else got[ref] for ref in outputs]
 
     return tf.function(run, input_signature=specs, autograph=False).get_concrete_function()
+
+
+_V1_CONTROL_FLOW = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter",
+                              "RefExit", "RefNextIteration"})
+
+
+def _v1_graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
+                       outputs: Sequence[str], captures: Mapping[str, Any] | None = None):
+    """``graph_function`` through ``wrap_function``: a v1 graph, pruned to the outputs."""
+    present = {n.name for n in graph_def.node}
+
+    def _import():
+        graph = tf.compat.v1.get_default_graph()
+        input_map = {f"{name}:0": graph.capture(resource_handle(obj))
+                     for name, obj in (captures or {}).items() if name in present}
+        tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
+
+    wrapped = tf.compat.v1.wrap_function(_import, [])
+    g = wrapped.graph
+    return wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
+                         [g.get_tensor_by_name(t) for t in outputs])
 
 
 def _placeholder_spec(nodes: Mapping[str, node_def_pb2.NodeDef], ref: str) -> tf.TensorSpec:
