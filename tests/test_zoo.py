@@ -30,7 +30,8 @@ def check(model: ZooModel, m: Measurement) -> None:
     assert m.max_error <= model.rtol, f"{model.name}: max error {m.max_error:.3g}"
     # an engine that builds but fails at run time is a bug, not a fallback
     assert m.run_failures == 0 and m.build_failures == 0, f"{model.name}: engine failures"
-    assert m.native_calls == 0 and m.engine_calls > 0, f"{model.name}: engines did not run"
+    assert m.native_calls == 0, f"{model.name}: engines fell back to their native segments"
+    assert m.engine_calls > 0 or model.engines == 0, f"{model.name}: no engine ran"
 
 
 @pytest.mark.parametrize("name", FAST)

@@ -73,6 +73,11 @@ HAND = [
               "converts in place: 3 engines inside the loop, and the loop counter's "
               "AddV2/Less are too small to be segments", fast=True),
     _hand("cond", "tf.cond between two dense branches", fast=True),
+    _hand("no_engine", "nothing converts (Lgamma, Digamma)", engines=0,
+          native=frozenset({"Lgamma", "Digamma", "AddV2"}),
+          why="no converter for Lgamma or Digamma; the lone AddV2 is too small a segment: "
+              "the converted function runs TensorFlow's graph at the original's cost",
+          fast=True),
     _hand("lookup", "string input through a StaticHashTable vocabulary",
           native=frozenset({"LookupTableFindV2"}),
           why="the table lookup (strings) stays native", fast=True),

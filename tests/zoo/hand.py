@@ -91,6 +91,18 @@ def build_while_native_body(path: str, steps: int = 4) -> None:
 inputs_while_native_body = inputs_while_rnn
 
 
+def build_no_engine(path: str) -> None:
+    """Nothing an engine runs: the converted function must cost what the original does."""
+    def fn(x):
+        return {"y": tf.math.lgamma(x) + tf.math.digamma(x)}
+
+    _save(path, tf.Module(), fn, [tf.TensorSpec([None, 16], tf.float32, name="x")])
+
+
+def inputs_no_engine(rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+    return {"x": rng.uniform(0.5, 4.0, (batch, 16)).astype(np.float32)}
+
+
 # -- a tf.cond ---------------------------------------------------------------------------
 
 def build_cond(path: str) -> None:

@@ -18,6 +18,8 @@ from tensorflow.core.framework import graph_pb2, node_def_pb2
 NO_INLINE_ATTRS = ("_noinline", "_XlaMustCompile", "_XlaCompile", "_XlaScope",
                    "_XlaCompiledKernel", "api_implements", "api_preferred_device")
 CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+# a call node tftrt itself keeps as a call (a TF-TRT engine's segment it migrates)
+KEEP_CALL_ATTR = "_tftrt_legacy_engine"
 CONTROL_FLOW_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "Case",
                               "StatelessCase"})
 LOWER_ATTR = "_lower_using_switch_merge"
@@ -30,13 +32,20 @@ def _all_nodes(graph_def: graph_pb2.GraphDef) -> Iterable[node_def_pb2.NodeDef]:
 
 
 def allow_inlining(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
-    """A copy of ``graph_def`` whose function calls Grappler may inline."""
+    """A copy of ``graph_def`` whose function calls Grappler may inline (all but the call
+    nodes marked with ``KEEP_CALL_ATTR``)."""
     out = graph_pb2.GraphDef()
     out.CopyFrom(graph_def)
+    kept = {n.attr["f"].func.name for n in _all_nodes(out)
+            if KEEP_CALL_ATTR in n.attr and "f" in n.attr}
     for node in _all_nodes(out):
+        if KEEP_CALL_ATTR in node.attr:
+            continue
         for key in NO_INLINE_ATTRS:
             node.attr.pop(key, None)
     for fdef in out.library.function:
+        if fdef.signature.name in kept:
+            continue
         for key in NO_INLINE_ATTRS:
             fdef.attr.pop(key, None)
     return out

@@ -22,16 +22,18 @@ def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
 
     ``captures`` binds resource Placeholders (by node name) to variables or other
     resources (lookup tables), or to their handle tensors. The graph is imported into
-    a ``tf.function``, so a call costs what calling the original function costs; a
-    graph with v1 control flow (loops lowered to Enter/Exit) is imported into a v1
-    graph instead, where no automatic control dependencies cross its loop frames.
+    a ``tf.function``, so a call costs what calling the original function costs. A
+    graph with v1 control flow (loops lowered to Enter/Exit) or that calls functions of
+    its library is imported into a v1 graph instead (``wrap_function``): there no
+    automatic control dependencies cross loop frames, and the library goes with it.
     """
-    if any(n.op in _V1_CONTROL_FLOW for n in graph_def.node):
+    if _needs_v1_graph(graph_def):
         return _v1_graph_function(graph_def, inputs, outputs, captures)
     nodes = {n.name: n for n in graph_def.node}
     specs = [_placeholder_spec(nodes, ref) for ref in inputs]
     bound = {name: obj for name, obj in (captures or {}).items() if name in nodes}
     outputs = list(outputs)
+    graph_def = _without_controls_on(graph_def, {r.split(":")[0] for r in inputs} | set(bound))
 
     def run(*args):
         input_map = dict(zip(inputs, args, strict=True))
@@ -48,6 +50,30 @@ def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
 
 _V1_CONTROL_FLOW = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter",
                               "RefExit", "RefNextIteration"})
+
+
+def _without_controls_on(graph_def: graph_pb2.GraphDef, names: set[str]) -> graph_pb2.GraphDef:
+    """A copy without control inputs on ``names`` (fed Placeholders: in a tf.function a
+    control edge would run the unfed Placeholder itself)."""
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph_def)
+    for node in out.node:
+        kept = [i for i in node.input if not (i.startswith("^") and i[1:] in names)]
+        if len(kept) != len(node.input):
+            del node.input[:]
+            node.input.extend(kept)
+    return out
+
+
+def _needs_v1_graph(graph_def: graph_pb2.GraphDef) -> bool:
+    """Whether ``graph_def`` has v1 control flow or calls a function of its library."""
+    library = {f.signature.name for f in graph_def.library.function}
+    for node in graph_def.node:
+        if node.op in _V1_CONTROL_FLOW or node.op in library:
+            return True
+        if any(v.HasField("func") and v.func.name in library for v in node.attr.values()):
+            return True
+    return False
 
 
 def _v1_graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
