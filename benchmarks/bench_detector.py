@@ -27,8 +27,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tests.zoo import hand  # noqa: E402
-from tests.zoo.measure import machine_line, median_ms  # noqa: E402
+from tests.zoo.measure import machine_line  # noqa: E402
 from tftrt import trt_convert as trt  # noqa: E402
+from tftrt.cli import interleaved_median_ms  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "detector.json"
 
@@ -63,7 +64,7 @@ def main() -> None:
             tensor = tf.constant(images)
             calls = [lambda t=tensor: serve(images=t)] + [
                 lambda f=f, x=images: f(images=x) for f, _ in fns.values()]
-            ms = median_ms(calls, max(20, args.calls // batch))
+            ms = interleaved_median_ms(calls, max(20, args.calls // batch))
             row = {"batch": batch, "tf_ms": ms[0], "machine": machine_line()}
             for (backend, (_, conv)), t in zip(fns.items(), ms[1:], strict=True):
                 row[f"{backend}_ms"] = t

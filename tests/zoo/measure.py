@@ -3,7 +3,6 @@ max error against TensorFlow, engine statistics and (optionally) speed at batch 
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -13,8 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from tftrt import trt_convert as trt
+from tftrt.cli import interleaved_median_ms
 from tftrt.compiler import codegen
-from tftrt.specs import parse_input
+from tftrt.research.harness import machine
+from tftrt.testing import _live_nodes
 
 # nodes that are bookkeeping, not compute: never counted as ops
 TRIVIAL_OPS = frozenset({"Placeholder", "Const", "Identity", "NoOp", "IdentityN", "Snapshot",
@@ -62,18 +63,6 @@ class Measurement:
         return "; ".join(parts)
 
 
-def _live(graph_def, outputs) -> set[str]:
-    inputs = {n.name: [parse_input(i)[0] for i in n.input] for n in graph_def.node}
-    todo = [parse_input(t.ref)[0] for t in outputs]
-    live: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name not in live:
-            live.add(name)
-            todo.extend(inputs.get(name, ()))
-    return live
-
-
 def _ops(nodes, library: dict, seen: tuple = ()) -> int:
     """Compute ops among ``nodes``, counting the bodies of the functions control flow calls."""
     count = 0
@@ -95,7 +84,7 @@ def op_census(conv: trt.TrtGraphConverterV2) -> tuple[int, int, dict[str, Counte
     """
     conversion = conv._conversion  # noqa: SLF001 - the zoo reads the compiler's result
     gd = conversion.graph_def
-    live = _live(gd, conversion.frozen.outputs)
+    live = _live_nodes(conversion)
     library = {f.signature.name: f for f in gd.library.function}
     inside = 0
     native: dict[str, Counter] = {}
@@ -122,19 +111,6 @@ def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
         return 0.0 if np.array_equal(got, want) else float("inf")
     scale = max(float(np.abs(want).max()), 1e-30)
     return float(np.abs(got.astype(np.float64) - want).max() / scale)
-
-
-def median_ms(fns: list[Callable[[], object]], calls: int) -> list[float]:
-    """Interleaved medians: each round calls every function once, so load hits all alike."""
-    for f in fns:
-        f()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(calls):
-        for k, f in enumerate(fns):
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return [1e3 * float(np.median(t)) for t in times]
 
 
 def measure(name: str, src: str, make_inputs: Callable[[object, np.random.Generator, int], dict],
@@ -174,9 +150,9 @@ def measure(name: str, src: str, make_inputs: Callable[[object, np.random.Genera
                     backend=conv.backend)
     if bench_calls:
         inputs = feeds[list(batches).index(1)] if 1 in batches else make_inputs(serve, rng, 1)
-        tf_in = {k: tf.constant(v) for k, v in inputs.items()}
-        m.tf_ms, m.tftrt_ms = median_ms([lambda: serve(**tf_in), lambda: fn(**inputs)],
-                                        bench_calls)
+        # both sides get the same numpy arrays (each converts them as it needs)
+        m.tf_ms, m.tftrt_ms = interleaved_median_ms(
+            [lambda: serve(**inputs), lambda: fn(**inputs)], bench_calls)
     for name, op in conv.engines.items():
         st = op.stats
         m.run_failures += st.run_failures
@@ -189,16 +165,7 @@ def measure(name: str, src: str, make_inputs: Callable[[object, np.random.Genera
 
 def machine_line() -> str:
     """Load average and the CPU flags that decide engine speed, for every printed figure."""
-    flags = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    have = " ".join(f for f in wanted if f in flags) or "none of " + ",".join(wanted)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores; CPU flags: {have}; load average {load}"
+    m = machine()
+    flags = " ".join(m["flags"]) or "none of avx2/avx512f/avx512_vnni/avx512_bf16/amx_tile"
+    load = ", ".join(f"{x:.2f}" for x in m["loadavg"])
+    return f"{m['cpu_count']} cores; CPU flags: {flags}; load average {load}"
