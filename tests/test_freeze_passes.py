@@ -134,3 +134,18 @@ def test_folding_a_node_with_several_outputs() -> None:
     folded = sorted(n for n in out.nodes if "/folded_" in n)
     assert len(folded) == 2
     assert np.array_equal(ir.const_value(out, folded[1]), [[2.0, 3.0], [6.0, 7.0]])
+
+
+def test_calls_marked_noinline_are_inlined_too(tmp_path) -> None:
+    inner = tf.function(lambda x: tf.nn.relu(x * 3.0) - 1.0,
+                        experimental_attributes={"_noinline": True})
+
+    def fn(x):
+        return {"y": inner(x) + inner(x * 2.0)}
+
+    src = export_module(str(tmp_path / "m"), fn, [tf.TensorSpec([None, 4], tf.float32)])
+    frozen = load_and_freeze(src, ["serve"], "serving_default")
+    assert not {n.op for n in frozen.graph_def.node} & {"StatefulPartitionedCall",
+                                                        "PartitionedCall"}
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=src)
+    assert conv.convert().runs_without_tensorflow

@@ -14,6 +14,7 @@ inlining); ``While``/``If`` stay functional.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from tensorflow.python.grappler import tf_optimizer
 from tftrt.compiler import functions
 from tftrt.errors import SavedModelError
 from tftrt.specs import SignatureTensor
+
+log = logging.getLogger("tftrt")
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ def freeze_function(func, signature_key: str, freeze: bool = True,
     outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
     graph_def = functions.set_control_flow_lowering(functions.allow_inlining(graph_def),
                                                     lower=False)
-    optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs])
+    optimized = inline_calls(graph_def, [t.ref for t in inputs + outputs])
     keep = {t.ref.split(":")[0] for t in inputs + outputs}
     pruned = prune_dead_nodes(_drop_controls_on(functions.drop_colocation(optimized),
                                                 set(variables)), keep)
@@ -276,7 +279,8 @@ def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:
     return SignatureTensor(name, _ref(t.name), np.dtype(t.dtype.as_numpy_dtype), shape)
 
 
-def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2.GraphDef:
+def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
+                 aggressive_inlining: bool = False) -> graph_pb2.GraphDef:
     """Constant folding, function inlining, pruning and arithmetic, keeping ``fetches``."""
     meta = meta_graph_pb2.MetaGraphDef()
     meta.graph_def.CopyFrom(graph_def)
@@ -288,7 +292,22 @@ def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph
     rw.optimizers.extend(GRAPPLER_OPTIMIZERS)
     rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rw.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    if aggressive_inlining:  # also calls whose stateful ops are not control outputs
+        rw.function_optimization = rewriter_config_pb2.RewriterConfig.AGGRESSIVE
     return tf_optimizer.OptimizeGraph(config, meta, graph_id=b"tf_graph")
+
+
+def inline_calls(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2.GraphDef:
+    """Grappler, then, for calls it kept (other than tftrt's own), Grappler inlining
+    aggressively; calls left after that stay native (logged)."""
+    optimized = run_grappler(graph_def, fetches)
+    calls = functions.remaining_calls(optimized)
+    if calls:
+        optimized = run_grappler(optimized, fetches, aggressive_inlining=True)
+        calls = functions.remaining_calls(optimized)
+        if calls:
+            log.info("function calls that stay calls (their ops run natively): %s", calls[:5])
+    return optimized
 
 
 def load_and_freeze(saved_model_dir: str, tags: Sequence[str], signature_key: str,

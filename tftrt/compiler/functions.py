@@ -74,5 +74,5 @@ def drop_colocation(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
 
 
 def remaining_calls(graph_def: graph_pb2.GraphDef) -> list[str]:
-    """Names of the main graph's function-call nodes."""
-    return [n.name for n in graph_def.node if n.op in CALL_OPS]
+    """Names of the main graph's function-call nodes (but the calls tftrt keeps)."""
+    return [n.name for n in graph_def.node if n.op in CALL_OPS and KEEP_CALL_ATTR not in n.attr]
