@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from onnx import helper, numpy_helper
 
-from tftrt.compiler import capability, intervals
+from tftrt.compiler import capability, constfold, intervals
 from tftrt.engines.openvino_backend import OPENVINO_LIMITS
 from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import NumericLimits, numeric_limits
@@ -17,8 +17,9 @@ from tftrt.testing import check_conversion, trace
 
 
 def _graph(fn, specs):
+    """The traced function's IR, constants folded (as the pipeline does before capability)."""
     g, _, _ = trace(fn, specs)
-    return g
+    return constfold.fold_constants(g)
 
 
 def _ranges_of(fn, specs):
@@ -42,6 +43,27 @@ def test_position_arithmetic_has_known_ranges() -> None:
                   and d["output_dtypes"][0] == np.int32)
     # pos + 1 stays within int32; pos * 2 + 1 may wrap around, so it can be anything
     assert adds == [(-2.0 ** 31, 2.0 ** 31 - 1), (1.0, intervals.DIM_MAX + 1)]
+
+
+def test_a_select_branch_is_ranged_where_its_condition_holds() -> None:
+    """DeBERTa's log buckets: where |rel| < 4 the branch is a constant, elsewhere log(|rel|)
+    is taken of values >= 4, so the float log (and the int64 cast back) are bounded."""
+    def fn(x):
+        n = tf.shape(x, out_type=tf.int64)[1]
+        rel = tf.range(n)[:, None] - tf.range(n)[None, :]
+        mid = tf.constant(4, tf.int64)
+        abs_pos = tf.where((rel < mid) & (rel > -mid), mid - 1, tf.abs(rel))
+        log_pos = tf.math.ceil(tf.math.log(tf.cast(abs_pos, tf.float32) / 4.0) * 3.0)
+        return tf.cast(log_pos, tf.int64) + mid
+
+    ranges, g = _ranges_of(fn, [tf.TensorSpec([2, None], tf.float32)])
+    (where,) = [n for n, d in g.nodes(data=True) if d["op"] == "SelectV2"]
+    assert ranges[where] == (3.0, intervals.DIM_MAX)
+    (log,) = [n for n, d in g.nodes(data=True) if d["op"] == "Log"]
+    assert ranges[log][0] > -1.0  # log of values >= 3/4, not of 0
+    out = [n for n, d in g.nodes(data=True) if d["op"] == "AddV2"
+           and d["output_dtypes"][0] == np.int64]
+    assert max(abs(v) for n in out for v in ranges[n]) < 100
 
 
 def test_unbounded_inputs_have_their_dtype_range() -> None:

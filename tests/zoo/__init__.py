@@ -30,6 +30,7 @@ class ZooModel:
     build: Callable[[str], None]  # writes the SavedModel to a directory
     inputs: Inputs  # (serving signature, rng, batch) -> inputs
     engines: int = 1  # engines expected
+    backend_engines: Mapping[str, int] = field(default_factory=dict)  # where they differ
     native: frozenset[str] = frozenset()  # op types expected to stay native
     # backend -> op types that also stay native there (what it does not compute exactly)
     backend_native: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -42,6 +43,9 @@ class ZooModel:
 
     def expected_native(self, backend: str) -> frozenset[str]:
         return self.native | self.backend_native.get(backend, frozenset())
+
+    def expected_engines(self, backend: str) -> int:
+        return self.backend_engines.get(backend, self.engines)
 
 
 def _hand(name: str, kind: str, **kw) -> ZooModel:

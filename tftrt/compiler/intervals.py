@@ -141,7 +141,9 @@ def _arith(op: str, ins: list[Interval]) -> Interval | None:
         return (ins[0][0] - ins[1][1], ins[0][1] - ins[1][0])
     if op == "Mul":
         return _mul(ins[0], ins[1])
-    if op in ("RealDiv", "Div", "FloorDiv", "TruncateDiv"):
+    if op == "RealDiv":
+        return _div(ins[0], ins[1])
+    if op in ("Div", "FloorDiv", "TruncateDiv"):  # integer quotients: widen to whole numbers
         q = _div(ins[0], ins[1])
         return (math.floor(q[0]) if math.isfinite(q[0]) else q[0],
                 math.ceil(q[1]) if math.isfinite(q[1]) else q[1])
@@ -199,6 +201,10 @@ def _node_ranges(state: _Ranges, name: str) -> list[Interval] | None:
         return [(0.0, 1.0)]
     if op in ("Select", "SelectV2") and ins[0] in ((0.0, 0.0), (1.0, 1.0)):
         return [ins[2] if ins[0] == (0.0, 0.0) else ins[1]]
+    if op in ("Select", "SelectV2"):
+        cond, a, b = irmod.data_inputs(g, name)[:3]
+        return [_hull(_branch(state, cond, a, True, ins[1]),
+                      _branch(state, cond, b, False, ins[2]))]
     if op == "Size":
         return [(0.0, ELEMENTS_MAX)]
     if op == "Prod" and _reads_shape(g, irmod.data_inputs(g, name)[0]):
@@ -257,6 +263,94 @@ def _node_ranges(state: _Ranges, name: str) -> list[Interval] | None:
         return [_hull(*chosen)] * max(1, len(d["output_dtypes"])) if chosen else None
     iv = _arith(op, ins) if ins else None
     return None if iv is None else [iv]
+
+
+# -- a Select's branch where its condition holds ----------------------------------------
+
+Pieces = list[Interval]  # a union of intervals
+_FLIP = {"Less": "GreaterEqual", "GreaterEqual": "Less", "Greater": "LessEqual",
+         "LessEqual": "Greater"}
+_MIRROR = {"Less": "Greater", "Greater": "Less", "LessEqual": "GreaterEqual",
+           "GreaterEqual": "LessEqual"}
+_ELEMENTWISE = frozenset({"Abs", "Neg", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Cast",
+                          "Maximum", "Minimum", "Identity", "Square", "Sign"})
+
+
+def _intersect(a: Pieces, b: Pieces) -> Pieces:
+    out = [(max(x[0], y[0]), min(x[1], y[1])) for x in a for y in b]
+    return [iv for iv in out if iv[0] <= iv[1]]
+
+
+def _pieces(state: _Ranges, cond: str, holds: bool, depth: int = 0
+            ) -> tuple[str, Pieces] | None:
+    """(x, where x lies) when condition ``cond`` is ``holds`` and compares one tensor x
+    with known bounds; None when it is not such a condition."""
+    g = state.g
+    src = irmod.parse_input(cond)[0]
+    op, refs = g.nodes[src]["op"], irmod.data_inputs(g, src)
+    if depth > 4:
+        return None
+    if op == "LogicalNot":
+        return _pieces(state, refs[0], not holds, depth + 1)
+    if op in ("LogicalAnd", "LogicalOr"):
+        a = _pieces(state, refs[0], holds, depth + 1)
+        b = _pieces(state, refs[1], holds, depth + 1)
+        if a is None or b is None or a[0] != b[0]:
+            return None
+        both = (op == "LogicalAnd") == holds  # both hold, or (negated) either fails
+        return a[0], _intersect(a[1], b[1]) if both else a[1] + b[1]
+    if op not in _FLIP or len(refs) != 2:
+        return None
+    known = [irmod.const_value(g, irmod.parse_input(r)[0]) for r in refs]
+    if known[1] is not None and np.asarray(known[1]).size == 1:
+        x, k = refs[0], float(np.asarray(known[1]).reshape(()))
+    elif known[0] is not None and np.asarray(known[0]).size == 1:
+        x, k, op = refs[1], float(np.asarray(known[0]).reshape(())), _MIRROR[op]
+    else:
+        return None
+    op = op if holds else _FLIP[op]
+    lo, hi = state.of(x)
+    piece = (lo, min(hi, k)) if op in ("Less", "LessEqual") else (max(lo, k), hi)
+    return x, [piece] if piece[0] <= piece[1] else []
+
+
+def _branch(state: _Ranges, cond: str, branch: str, holds: bool, default: Interval
+            ) -> Interval:
+    """The range of a Select's ``branch`` where ``cond`` is ``holds``: computed on the
+    part of a compared tensor's range the condition selects, when the branch is an
+    elementwise function of that tensor; else ``default``."""
+    found = _pieces(state, cond, holds)
+    if found is None:
+        return default
+    x, pieces = found
+    g = state.g
+    chain, ref = [], branch
+    while ref != x and len(chain) < 6:  # from the branch back to x, one path
+        src = irmod.parse_input(ref)[0]
+        if g.nodes[src]["op"] not in _ELEMENTWISE:
+            return default
+        ins = irmod.data_inputs(g, src)
+        on_path = [i for i in ins if irmod.const_value(g, irmod.parse_input(i)[0]) is None]
+        if len(on_path) != 1:
+            return default
+        chain.append((src, ins, on_path[0]))
+        ref = on_path[0]
+    if ref != x:
+        return default
+    if not pieces:
+        return default
+    results = []
+    for piece in pieces:
+        iv = piece
+        for src, ins, via in reversed(chain):
+            args = [iv if i == via else state.of(i) for i in ins]
+            op = g.nodes[src]["op"]
+            iv = args[0] if op in ("Identity", "Cast") else _arith(op, args)
+            if iv is None:
+                return default
+        results.append(iv)
+    got = _hull(*results)
+    return (max(got[0], default[0]), min(got[1], default[1]))
 
 
 def _compare(op: str, a: Interval, b: Interval) -> Interval:
