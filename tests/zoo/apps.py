@@ -38,5 +38,5 @@ def builder(family: str) -> Callable[[str], None]:
 
 def image_inputs(serve, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
     ((name, spec),) = serve.structured_input_signature[1].items()
-    shape = [batch, *spec.shape.as_list()[1:]]
+    shape = [batch, *(224 if d is None else d for d in spec.shape.as_list()[1:])]
     return {name: rng.random(shape, dtype=np.float32)}
