@@ -18,8 +18,6 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -27,7 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import logging  # noqa: E402
 
 from tests.zoo import ZOO  # noqa: E402
-from tests.zoo.measure import machine_line, measure  # noqa: E402
+from tests.zoo.measure import machine_line, measure_isolated  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "zoo.json"
@@ -35,36 +33,30 @@ PAGE = ROOT / "docs" / "models.md"
 FAMILIES = ("keras.applications", "keras_hub", "hand-built")
 
 
-def run(names: list[str], calls: int) -> dict[str, dict]:
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            model = ZOO[name]
-            src = os.path.join(tmp, name)
-            t0 = time.perf_counter()
-            model.build(src)
-            try:
-                m = measure(name, src, model.inputs, bench_calls=calls,
-                            use_dynamic_shape=model.dynamic)
-            except Exception as exc:  # the page says so; the slow tests fail on it
-                out[name] = {"error": f"{type(exc).__name__}: {exc}"[:300],
-                             "machine": machine_line()}
-                print(f"{name}: FAILED {out[name]['error']}", flush=True)
-                continue
-            row = {"engines": m.engines, "ops": m.ops, "ops_in_engines": m.ops_in_engines,
-                   "native": {r: dict(c) for r, c in m.native.items()},
-                   "max_error": m.max_error, "tf_ms": m.tf_ms, "tftrt_ms": m.tftrt_ms,
-                   "run_failures": m.run_failures, "build_failures": m.build_failures,
-                   "native_calls": m.native_calls, "backend": m.backend,
-                   "runs_without_tensorflow": m.runs_without_tensorflow,
-                   "convert_s": round(m.convert_s, 1), "calls": calls,
-                   "dynamic": model.dynamic,
-                   "machine": machine_line(), "total_s": round(time.perf_counter() - t0, 1)}
-            out[name] = row
-            print(f"{name}: {m.engines} engines, {m.converted_pct:.0f}% ops, err "
-                  f"{m.max_error:.2g}, TF {m.tf_ms:.3f} ms, tftrt {m.tftrt_ms:.3f} ms "
-                  f"({m.speedup:.2f}x); {row['machine']}", flush=True)
-    return out
+def run(names: list[str], calls: int, results: dict[str, dict]) -> None:
+    """Measure ``names`` into ``results``, one process per model (memory stays bounded),
+    saving after each (a long run keeps what it measured if it stops)."""
+    for name in names:
+        try:
+            row = measure_isolated(name, calls)
+        except Exception as exc:  # the page says so; the slow tests fail on it
+            results[name] = {"error": str(exc)[:300], "machine": machine_line()}
+            print(f"{name}: FAILED {results[name]['error']}", flush=True)
+            _save(results)
+            continue
+        results[name] = row
+        pct = 100.0 * row["ops_in_engines"] / max(1, row["ops"])
+        print(f"{name}: {row['engines']} engines, {pct:.0f}% ops, err {row['max_error']:.2g}, "
+              f"TF {row['tf_ms']:.3f} ms, tftrt {row['tftrt_ms']:.3f} ms "
+              f"({row['tf_ms'] / row['tftrt_ms']:.2f}x); {row['machine']}", flush=True)
+        _save(results)
+
+
+def _save(results: dict[str, dict]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    tmp.replace(RESULTS)
 
 
 def _native_text(name: str, row: dict) -> str:
@@ -144,9 +136,7 @@ def main() -> None:
         unknown = sorted(set(args.models or []) - set(ZOO))
         if unknown:
             raise SystemExit(f"unknown zoo models {unknown}; the zoo has {sorted(ZOO)}")
-        results.update(run(args.models or list(ZOO), args.calls))
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        run(args.models or list(ZOO), args.calls, results)
     PAGE.write_text(render(results))
     print(f"wrote {PAGE.relative_to(ROOT)} ({len(results)} models)")
 

@@ -3,6 +3,11 @@ max error against TensorFlow, engine statistics and (optionally) speed at batch 
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -169,3 +174,17 @@ def machine_line() -> str:
     flags = " ".join(m["flags"]) or "none of avx2/avx512f/avx512_vnni/avx512_bf16/amx_tile"
     load = ", ".join(f"{x:.2f}" for x in m["loadavg"])
     return f"{m['cpu_count']} cores; CPU flags: {flags}; load average {load}"
+
+
+def measure_isolated(name: str, calls: int = 0, timeout: float = 1800) -> dict:
+    """``python -m tests.zoo name``: one zoo model measured in a process of its own."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+    proc = subprocess.run([sys.executable, "-m", "tests.zoo", name, "--calls", str(calls)],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("ZOO-ROW "):
+            return json.loads(line[len("ZOO-ROW "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    raise RuntimeError(f"measuring {name} failed (exit {proc.returncode}): {' | '.join(tail)}")
