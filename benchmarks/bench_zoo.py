@@ -2,9 +2,10 @@
 
     python benchmarks/bench_zoo.py [--models NAME ...] [--calls 50] [--render-only]
 
-Each model (tests/zoo) is built with random weights, converted with
-``use_dynamic_shape=True`` on the default backend and compared with its SavedModel's
-serving signature at batches 1 and 2. Speed is batch 1: interleaved medians of
+Each model (tests/zoo) is built with random weights, converted on the default backend
+(keras.applications in implicit batch mode, the others with ``use_dynamic_shape=True``),
+each in a process of its own, and compared with its SavedModel's serving signature at
+batches 1 and 2. Speed is batch 1: interleaved medians of
 ``--calls`` calls of TF native and of the converted function, side by side in one
 run, with the load average and CPU flags recorded next to each figure. Results merge
 into benchmarks/results/zoo.json (so the zoo can be measured in parts); the page is
@@ -77,7 +78,10 @@ def render(results: dict[str, dict]) -> str:
         "do not edit -->",
         "",
         "Every model here is built with random weights (nothing is downloaded), exported as",
-        "a SavedModel and converted with `use_dynamic_shape=True` on the default backend.",
+        "a SavedModel and converted on the default backend: keras.applications models in",
+        "implicit batch mode (TF-TRT's default: images of one size), the others with",
+        "`use_dynamic_shape=True`, their engines built (`build()`) for the shapes measured",
+        "with the `Optimal` profile strategy.",
         "*Engines* counts TRTEngineOp nodes; *ops in engines* counts compute ops (not",
         "Const/Identity/Placeholder), with the bodies of loops and conditionals; *max error*",
         "is the largest difference from TensorFlow relative to the output's largest",
