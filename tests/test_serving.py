@@ -260,3 +260,18 @@ def test_serve_command_runs_in_the_foreground_and_stops_on_ctrl_c(models) -> Non
     assert proc.returncode == 0, err
     assert "Stopped (Triton exit code 0)" in out
     assert "Traceback" not in err
+
+
+@pytest.mark.slow  # its own server start
+def test_deployment_doc_example_serves(models, tmp_path) -> None:
+    import pathlib
+    import re
+
+    _install()
+    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
+    (block,) = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    ns = {"CONVERTED_DIR": models["quickstart"][1], "REPO": str(tmp_path / "repo")}
+    exec(compile(block, str(doc), "exec"), ns)  # noqa: S102 - our own docs
+    want = _native(models, "quickstart", np.zeros((3, 8, 8), np.float32))
+    assert max_rel_err(ns["logits"], want) < 1e-4
+    assert not ns["server"].alive()

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from dataclasses import replace
 
-from tftrt.errors import SavedModelError, SaveError
+from tftrt.errors import SaveError
 from tftrt.manifest import ASSET_DIR, MANIFEST, read_manifest
 from tftrt.serving.config import ModelConfig, ServingOptions, model_config
 
@@ -98,10 +98,3 @@ def _forbid_runtime_builds(model_dir: str) -> None:
         json.dump(manifest, f, indent=1, sort_keys=True)
     read_manifest(model_dir)  # still valid
 
-
-def is_converted_model(path: str) -> bool:
-    try:
-        read_manifest(path)
-    except SavedModelError:
-        return False
-    return True

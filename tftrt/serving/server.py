@@ -259,7 +259,8 @@ class TritonServer:
                 return
             for m in self.models:
                 if len(self._stub_pids(m)) < expected[m] and not self._stop.is_set():
-                    self.restart_model(m)
+                    if not self.restart_model(m):
+                        self._stop.wait(5.0)  # a model that fails to load: retry slowly
 
     def restart_model(self, model: str) -> bool:
         """Reload ``model`` (new instance processes); True once it is ready again."""
