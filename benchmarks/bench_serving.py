@@ -94,8 +94,11 @@ def run_clients(clients: int, requests: int, call) -> list[float]:
     return lat + [wall]
 
 
-def triton_caller(module, url: str, model: str, in_name: str, x: np.ndarray, clients: int):
+def triton_caller(module, url: str, model: str, in_name: str, x: np.ndarray, clients: int,
+                  opened: list):
+    """A call per client: its own connection (closed at the end through ``opened``)."""
     conns = [module.InferenceServerClient(url) for _ in range(clients)]
+    opened.extend(conns)
     inputs = []
     for _ in range(clients):
         inp = module.InferInput(in_name, list(x.shape), "FP32")
@@ -130,13 +133,14 @@ def main() -> None:
         with TritonServer(repo) as server:
             url = server.grpc_url if args.protocol == "grpc" else server.http_url
             rows = []
+            opened: list = []
             for clients in args.clients:
                 modes = {
                     "in-process": lambda k: local.run({in_name: x}),
                     "triton, dynamic batching": triton_caller(client_module, url, "dyn",
-                                                              in_name, x, clients),
+                                                              in_name, x, clients, opened),
                     "triton, no batching": triton_caller(client_module, url, "nodyn",
-                                                         in_name, x, clients),
+                                                         in_name, x, clients, opened),
                 }
                 for call in modes.values():  # warm up: engines, connections, batcher
                     run_clients(clients, 5, call)
@@ -156,6 +160,8 @@ def main() -> None:
                     print(f"{clients:>3} clients  {m:<26} p50 {r['p50_ms']:7.2f} ms  "
                           f"p99 {r['p99_ms']:7.2f} ms  {r['throughput_rps']:7.1f} req/s",
                           flush=True)
+            for conn in opened:  # idle connections would hold up the server's shutdown
+                conn.close()
             assert local.builds == 0
     meta = {"model": args.model, "protocol": args.protocol, "batch": 1,
             "engine_batches": list(BATCHES), "requests_per_client_per_round": args.requests,

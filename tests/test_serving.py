@@ -90,17 +90,27 @@ def server(models, tmp_path_factory):
     assert not srv.alive()
 
 
+_NATIVE: dict[str, object] = {}  # SavedModel dir -> loaded (its signature reads it)
+
+
 def _native(models, name: str, x: np.ndarray) -> np.ndarray:
-    fn = tf.saved_model.load(models[name][0]).signatures["serving_default"]
+    """TensorFlow's own result: the native SavedModel's serving signature."""
+    src = models[name][0]
+    if src not in _NATIVE:
+        _NATIVE[src] = tf.saved_model.load(src)
+    fn = _NATIVE[src].signatures["serving_default"]
     (key,) = fn.structured_input_signature[1]
     return next(iter(fn(**{key: tf.constant(x)}).values())).numpy()
 
 
 def _infer(module, url: str, model: str, name: str, x: np.ndarray, **kw) -> np.ndarray:
     client = module.InferenceServerClient(url, **kw)
-    inp = module.InferInput(name, list(x.shape), "FP32")
-    inp.set_data_from_numpy(x)
-    return client.infer(model, [inp]).as_numpy("output_0")
+    try:
+        inp = module.InferInput(name, list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        return client.infer(model, [inp]).as_numpy("output_0")
+    finally:  # an open connection would hold up the server's shutdown
+        client.close()
 
 
 def _input(models, model: str) -> tuple[str, tuple[int, ...]]:
@@ -114,7 +124,7 @@ def test_served_results_equal_tensorflows(server, models) -> None:
     rng = np.random.default_rng(1)
     for model in models:
         name, shape = _input(models, model)
-        for rows in (1, 3):  # 3: no engine for it, so it runs padded to the batch-4/8 engine
+        for rows in (1, 3):  # 3: no engine; padded to batch 4 (MobileNetV2), 3 x 1 (MLP)
             x = rng.random((rows, *shape), dtype=np.float32)
             want = _native(models, model, x)
             for module, url in ((http, server.http_url), (grpc, server.grpc_url)):
@@ -148,10 +158,13 @@ def test_wrong_shape_dtype_and_model_are_clear_errors(server, models) -> None:
     assert "images" in message and "INT32" in message
     ok = http.InferInput("images", [1, 8, 8], "FP32")
     ok.set_data_from_numpy(np.zeros((1, 8, 8), np.float32))
-    assert "resnet" in _error(lambda: client.infer("resnet", [ok]))
+    message = _error(lambda: client.infer("resnet", [ok]))
+    assert "unknown model" in message and "resnet" in message
     gclient = grpc.InferenceServerClient(server.grpc_url)
     assert "resnet" in _error(lambda: gclient.infer("resnet", [
         _grpc_input("images", np.zeros((1, 8, 8), np.float32))]))
+    client.close()
+    gclient.close()
     x = np.random.default_rng(2).random((2, 8, 8), dtype=np.float32)
     assert max_rel_err(_infer(http, server.http_url, "quickstart", "images", x),
                        _native(models, "quickstart", x)) < 1e-4
@@ -178,6 +191,7 @@ def test_clients_that_disconnect_mid_request(server, models) -> None:
     x = np.random.default_rng(3).random((4, 96, 96, 3), dtype=np.float32)
     call = client.async_infer("mobilenet_v2", [_grpc_input(name, x)], callback=lambda *_: None)
     call.cancel()  # a gRPC client that gives up on its call
+    client.close()
     x1 = x[:1]
     assert max_rel_err(_infer(grpc, server.grpc_url, "mobilenet_v2", name, x1),
                        _native(models, "mobilenet_v2", x1)) < 1e-4
@@ -195,30 +209,31 @@ def test_killed_model_process_fails_in_flight_requests_then_serves_again(server,
         client = http.InferenceServerClient(server.http_url, network_timeout=60.0)
         inp = http.InferInput("images", [1, 8, 8], "FP32")
         inp.set_data_from_numpy(x)
-        for _ in range(400):
+        for _ in range(3000):  # bounded; ends when the test says so
             if stop.is_set():
-                return
+                break
             t0 = time.monotonic()
             try:
                 got = client.infer("quickstart", [inp]).as_numpy("output_0")
                 kind = "ok" if max_rel_err(got, want) < 1e-4 else "wrong"
-            except InferenceServerException as exc:
-                kind = "error" if "timed out" not in str(exc).lower() else "hung"
-            except Exception:
-                kind = "client-error"
+            except InferenceServerException as exc:  # an error response, or a timeout
+                kind = "hung" if "timed out" in str(exc).lower() else "error"
+            except OSError:  # no server listening: it is restarting
+                kind = "refused"
             with lock:
                 outcomes.append((kind, time.monotonic() - t0))
-            time.sleep(0.005)
+            time.sleep(0.005 if kind == "ok" else 0.05)
+        client.close()
 
     threads = [threading.Thread(target=client_loop) for _ in range(4)]
     for t in threads:
         t.start()
     time.sleep(1.0)
     (stub,) = server.model_processes("quickstart")
-    restarts = server.restarts["quickstart"]
+    restarts = server.restarts
     os.kill(stub, signal.SIGKILL)  # the model's process, under load
-    deadline = time.monotonic() + 120
-    while server.restarts["quickstart"] == restarts and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180
+    while not (server.restarts > restarts and server.ready()) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)
     stop.set()
@@ -226,13 +241,16 @@ def test_killed_model_process_fails_in_flight_requests_then_serves_again(server,
         t.join(120)
     assert not any(t.is_alive() for t in threads), "a client hung"
     kinds = [k for k, _ in outcomes]
-    sent = len(kinds)
-    assert kinds.count("ok") + kinds.count("error") == sent, sorted(set(kinds))
-    assert kinds.count("error") >= 1 and kinds.count("ok") >= 1
+    counts = {k: kinds.count(k) for k in set(kinds)}
+    # every request sent: answered right, answered with an error, or refused while the
+    # server restarted; none wrong, none past its timeout
+    assert set(counts) <= {"ok", "error", "refused"}, counts
+    assert counts.get("error", 0) + counts.get("refused", 0) >= 1 and counts["ok"] >= 1
     assert max(dt for _, dt in outcomes) < 60
-    assert server.restarts["quickstart"] == restarts + 1
+    assert server.restarts == restarts + 1 and server.failed is None
     assert stub not in server.model_processes("quickstart")
     assert max_rel_err(_infer(grpc, server.grpc_url, "quickstart", "images", x), want) < 1e-4
+    assert max_rel_err(_infer(http, server.http_url, "quickstart", "images", x), want) < 1e-4
 
 
 @pytest.mark.slow  # a second server start (a model load imports TensorFlow: ~20 s here)

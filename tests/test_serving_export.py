@@ -36,9 +36,12 @@ def test_static_engines_give_exact_sizes_and_pad_between_them() -> None:
     plan = batch_plan(_manifest(_engine([{"shapes": [[1, 4]]}, {"shapes": [[8, 4]]}])))
     assert plan.ranges == ((1, 1), (8, 8)) and plan.preferred == (1, 8)
     assert plan.chunks(1) == [(1, 1)]
-    assert plan.chunks(3) == [(3, 8)]  # padded up to the batch-8 engine
-    assert plan.chunks(19) == [(8, 8), (8, 8), (3, 8)]
+    assert plan.chunks(6) == [(6, 8)]  # padded up to the batch-8 engine: 8 rows computed
+    assert plan.chunks(3) == [(1, 1)] * 3  # three batch-1 calls compute fewer rows than 8
+    assert plan.chunks(21) == [(8, 8), (8, 8), (5, 8)]
     assert plan.chunks(17) == [(8, 8), (8, 8), (1, 1)]
+    four = batch_plan(_manifest(_engine([{"shapes": [[b, 4]]} for b in (1, 4, 8, 16)])))
+    assert four.chunks(9) == [(1, 1), (8, 8)] and four.chunks(15) == [(15, 16)]
 
 
 def test_profiles_give_ranges_and_engines_intersect() -> None:

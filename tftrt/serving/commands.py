@@ -96,9 +96,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"Serving {config.name!r}: HTTP http://{server.http_url}  gRPC "
                   f"{server.grpc_url}  (Ctrl-C stops)", flush=True)
             while not stop.wait(0.5):
-                if not server.alive():
-                    print(f"tftrt: Triton exited unexpectedly: {server.log_errors()}",
-                          file=sys.stderr)
+                if server.failed:  # the supervisor could not bring it back
+                    print(f"tftrt: {server.failed}", file=sys.stderr)
                     return 1
         finally:
             code = server.stop()

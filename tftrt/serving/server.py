@@ -82,7 +82,8 @@ class TritonServer:
     """Triton serving the Python-backend models of ``repo`` on ``host``.
 
     Ports 0 mean free ports, chosen at start. Use as a context manager, or call
-    ``start()`` and ``stop()``.
+    ``start()`` and ``stop()``. With ``supervise``, a model process that dies (or the
+    server itself) makes the server restart on the same ports.
     """
 
     def __init__(self, repo: str, http_port: int = 0, grpc_port: int = 0,
@@ -97,9 +98,12 @@ class TritonServer:
         self.extra_args = list(extra_args)
         self.models = sorted(d for d in os.listdir(self.repo) if not d.startswith(".")
                              and os.path.isfile(os.path.join(self.repo, d, "config.pbtxt")))
-        self.restarts: dict[str, int] = dict.fromkeys(self.models, 0)
+        self.restarts = 0
+        self.failed: str | None = None  # why supervision gave up, if it did
         self.process: subprocess.Popen | None = None
         self.log_path = ""
+        self._cmd: list[str] = []
+        self._env: dict[str, str] = {}
         self._workdir = ""
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -130,53 +134,61 @@ class TritonServer:
         backends = os.path.join(self._workdir, "backends")
         self._python_backend(install, os.path.join(backends, "python"))
         self.log_path = os.path.join(self._workdir, "server.log")
-        cmd = [install.binary, f"--model-repository={self.repo}",
-               f"--backend-directory={backends}", "--model-control-mode=explicit",
-               "--load-model=*", f"--http-address={self.host}", f"--http-port={self.http_port}",
-               f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-               "--allow-metrics=false", f"--exit-timeout-secs={self.exit_timeout_s}",
-               *self.extra_args]
-        env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(
+        self._cmd = [install.binary, f"--model-repository={self.repo}",
+                     f"--backend-directory={backends}", "--model-control-mode=explicit",
+                     "--load-model=*", f"--http-address={self.host}",
+                     f"--http-port={self.http_port}", f"--grpc-address={self.host}",
+                     f"--grpc-port={self.grpc_port}", "--allow-metrics=false",
+                     f"--exit-timeout-secs={self.exit_timeout_s}", *self.extra_args]
+        self._env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(
             p for p in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if p))
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env,
-                                            start_new_session=True)
         try:
-            self._wait_ready(timeout_s)
+            self._launch(timeout_s)
         except BaseException:
             self.stop()
             raise
-        self._stubs = set(self._stub_pids())
         if self.supervise:
             self._watcher = threading.Thread(target=self._watch, name="tftrt-triton-watch",
                                              daemon=True)
             self._watcher.start()
         return self
 
+    def _launch(self, timeout_s: float) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self._cmd, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=self._env,
+                                            start_new_session=True)
+        self._wait_ready(timeout_s)
+        self._stubs.update(self._stub_pids())
+
+    def _terminate(self, grace_s: float) -> int | None:
+        """SIGINT (Triton drains in-flight requests), SIGKILL after ``grace_s``; then the
+        model processes it left behind, by the ids seen."""
+        if self.process is None:
+            return None
+        self._stubs.update(self._stub_pids())
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid in self._stubs:
+            if "triton_python_backend_stub" in _cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+        self._stubs.clear()
+        return self.process.returncode
+
     def stop(self) -> int | None:
         """Stop the server (SIGINT, then SIGKILL past the exit timeout); its exit code."""
         self._stop.set()
         if self._watcher is not None:
-            self._watcher.join(timeout=5)
+            self._watcher.join(timeout=self.exit_timeout_s + 30)
             self._watcher = None
-        code = None
-        if self.process is not None:
-            self._stubs.update(self._stub_pids())
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-                try:
-                    self.process.wait(self.exit_timeout_s + 10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-            code = self.process.returncode
-            for pid in self._stubs:  # stubs the server left behind, by the ids seen
-                if _cmdline(pid) and "triton_python_backend_stub" in _cmdline(pid):
-                    os.kill(pid, signal.SIGKILL)
+        code = self._terminate(self.exit_timeout_s + 10)
         if self._workdir:
-            keep = self.log_path and os.path.exists(self.log_path)
-            if keep:  # the log outlives the run, next to nothing else
+            if os.path.exists(self.log_path):  # the log outlives the run
                 fd, saved = tempfile.mkstemp(prefix="tftrt-triton-", suffix=".log")
                 os.close(fd)
                 shutil.copyfile(self.log_path, saved)
@@ -184,6 +196,14 @@ class TritonServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = ""
         return code
+
+    def restart(self, timeout_s: float = 180.0) -> None:
+        """Restart the server on the same ports (requests meanwhile are refused)."""
+        # A short grace: what made us restart (a dead model process) keeps Triton from
+        # finishing a clean shutdown until its exit timeout.
+        self._terminate(grace_s=3.0)
+        self.restarts += 1
+        self._launch(timeout_s)
 
     def __enter__(self) -> TritonServer:
         return self.start() if self.process is None else self
@@ -212,6 +232,8 @@ class TritonServer:
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if self._stop.is_set() and self._watcher is not None:
+                raise ServingError("stopped while starting")
             if self.process.poll() is not None:
                 raise ServingError(f"Triton exited with code {self.process.returncode}: "
                                    f"{self.log_errors()}")
@@ -252,26 +274,24 @@ class TritonServer:
         return self._stub_pids(model)
 
     def _watch(self) -> None:
+        """Restart the server when a model process or the server itself is gone.
+
+        Not a reload of the one model: after a model process died under load, Triton
+        (2.51) kept the model unloading for minutes, and then waited out its exit timeout
+        when stopped; a new server process serves again within a model load.
+        """
         expected = {m: _instances(os.path.join(self.repo, m, "config.pbtxt"))
                     for m in self.models}
         while not self._stop.wait(0.2):
-            if not self.alive():
-                return
-            for m in self.models:
-                if len(self._stub_pids(m)) < expected[m] and not self._stop.is_set():
-                    if not self.restart_model(m):
-                        self._stop.wait(5.0)  # a model that fails to load: retry slowly
-
-    def restart_model(self, model: str) -> bool:
-        """Reload ``model`` (new instance processes); True once it is ready again."""
-        self._request("POST", f"/v2/repository/models/{model}/unload", timeout=60)
-        deadline = time.monotonic() + 30
-        while self._stub_pids(model) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        ok = self._request("POST", f"/v2/repository/models/{model}/load", timeout=300) == 200
-        self.restarts[model] += 1
-        self._stubs.update(self._stub_pids())
-        return ok
+            gone = not self.alive() or any(len(self._stub_pids(m)) < n
+                                           for m, n in expected.items())
+            if gone and not self._stop.is_set():
+                try:
+                    self.restart()
+                except ServingError as exc:
+                    if not self._stop.is_set():
+                        self.failed = f"restarting Triton failed: {exc}"
+                    return
 
     def model_config(self, model: str) -> dict:
         """The configuration Triton loaded for ``model`` (its JSON form)."""
