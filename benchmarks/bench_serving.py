@@ -7,7 +7,8 @@ dynamic batching on and off.
                                        [--clients 1 4 16] [--protocol grpc]
 
 Needs the serving extra and ``tftrt install-triton``. The model is keras.applications
-with random weights, converted with OpenVINO, engines built for batch 1, 4, 8 and 16.
+with random weights, converted with OpenVINO (in a subprocess), engines built for batch 1,
+4, 8 and 16.
 Modes run in alternating rounds so machine load hits each alike. Results are printed
 and written to benchmarks/results/serving.json.
 """
@@ -19,6 +20,8 @@ import json
 import os
 import pathlib
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -116,14 +119,22 @@ def main() -> None:
     ap.add_argument("--protocol", default="grpc", choices=("grpc", "http"))
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                          "serving.json"))
+    ap.add_argument("--convert-to", default=None, help=argparse.SUPPRESS)  # the subprocess
     args = ap.parse_args()
+    if args.convert_to:
+        print(convert(args.model, args.convert_to))
+        return
     if args.protocol == "grpc":
         import tritonclient.grpc as client_module
     else:
         import tritonclient.http as client_module
 
     with tempfile.TemporaryDirectory(prefix="tftrt-bench-serving-") as workdir:
-        converted = convert(args.model, workdir)
+        # converted in a process of its own, so that the in-process baseline is a process
+        # that only loads the converted model, as a user's would be
+        converted = subprocess.run([sys.executable, __file__, "--model", args.model,
+                                    "--convert-to", workdir], check=True, text=True,
+                                   stdout=subprocess.PIPE).stdout.strip().splitlines()[-1]
         repo = os.path.join(workdir, "repo")
         export_triton(converted, repo, "dyn", ServingOptions(max_queue_delay_us=2000))
         export_triton(converted, repo, "nodyn", ServingOptions(dynamic_batching=False))

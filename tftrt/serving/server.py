@@ -96,6 +96,8 @@ class TritonServer:
         self.supervise = supervise
         self.exit_timeout_s = exit_timeout_s
         self.extra_args = list(extra_args)
+        if not os.path.isdir(self.repo):
+            raise ServingError(f"model repository {self.repo!r} does not exist")
         self.models = sorted(d for d in os.listdir(self.repo) if not d.startswith(".")
                              and os.path.isfile(os.path.join(self.repo, d, "config.pbtxt")))
         self.restarts = 0
