@@ -132,7 +132,7 @@ def test_served_results_equal_tensorflows(server, models) -> None:
     rng = np.random.default_rng(1)
     for model in models:
         name, shape = _input(models, model)
-        for rows in (1, 3):  # 3: no engine; padded to batch 4 (MobileNetV2), 3 x 1 (MLP)
+        for rows in (1, 3):  # 3: no engine built for it; runs within a built engine's range
             x = rng.random((rows, *shape), dtype=np.float32)
             want = _native(models, model, x)
             for module, url in ((http, server.http_url), (grpc, server.grpc_url)):

@@ -94,7 +94,7 @@ def test_served_copy_never_builds_and_pads_onto_built_engines(converted, keras_m
     assert served.manifest["options"]["allow_build_at_runtime"] is False
     native = tf.saved_model.load(keras_mlp_dir).signatures["serving_default"]
     (key,) = native.structured_input_signature[1]
-    x = np.random.default_rng(0).random((7, 8, 8), dtype=np.float32)  # 4 + 3 padded to 4
+    x = np.random.default_rng(0).random((7, 8, 8), dtype=np.float32)  # split: 4 + 3
     got = served.run({served.inputs[0].name: x})["output_0"]
     want = next(iter(native(**{key: tf.constant(x)}).values())).numpy()
     assert max_rel_err(got, want) < 1e-4
