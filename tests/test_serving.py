@@ -295,6 +295,9 @@ def test_serve_command_runs_in_the_foreground_and_stops_on_ctrl_c(models) -> Non
     assert proc.returncode == 0, err
     assert "Stopped (Triton exit code 0)" in out
     assert "Traceback" not in err
+    log = out.rsplit("server log: ", 1)[1].strip()
+    assert os.path.isfile(log)
+    os.remove(log)
 
 
 @pytest.mark.slow  # its own server start

@@ -83,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
         except (TftrtError, ValueError, OSError) as exc:
             return _fail(str(exc))
         server = TritonServer(repo, http_port=args.http_port, grpc_port=args.grpc_port,
-                              host=args.host, install=install)
+                              host=args.host, install=install, keep_log=True)
         stop = threading.Event()
         previous = {s: signal.signal(s, lambda *_: stop.set())
                     for s in (signal.SIGINT, signal.SIGTERM)}

@@ -89,13 +89,14 @@ class TritonServer:
     def __init__(self, repo: str, http_port: int = 0, grpc_port: int = 0,
                  host: str = "127.0.0.1", install: TritonInstall | None = None,
                  supervise: bool = True, exit_timeout_s: int = 30,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), keep_log: bool = False) -> None:
         self.repo = os.path.abspath(repo)
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.install = install
         self.supervise = supervise
         self.exit_timeout_s = exit_timeout_s
         self.extra_args = list(extra_args)
+        self.keep_log = keep_log  # copy the server log to a temporary file when stopped
         if not os.path.isdir(self.repo):
             raise ServingError(f"model repository {self.repo!r} does not exist")
         self.models = sorted(d for d in os.listdir(self.repo) if not d.startswith(".")
@@ -190,7 +191,7 @@ class TritonServer:
             self._watcher = None
         code = self._terminate(self.exit_timeout_s + 10)
         if self._workdir:
-            if os.path.exists(self.log_path):  # the log outlives the run
+            if self.keep_log and os.path.exists(self.log_path):  # the log outlives the run
                 fd, saved = tempfile.mkstemp(prefix="tftrt-triton-", suffix=".log")
                 os.close(fd)
                 shutil.copyfile(self.log_path, saved)
