@@ -1,5 +1,6 @@
-"""The ``tftrt`` command line: ``tftrt demo``, ``tftrt convert``, ``tftrt migrate`` and
-``tftrt compare-partitioners``."""
+"""The ``tftrt`` command line: ``tftrt demo``, ``tftrt convert``, ``tftrt migrate``,
+``tftrt compare-partitioners``, and serving behind Triton (``export-triton``, ``serve``,
+``install-triton``)."""
 
 from __future__ import annotations
 
@@ -171,6 +172,12 @@ def _compare_partitioners(args: argparse.Namespace) -> int:
 DEFAULT_CONFIGS = ("native", "union-find@3", "union-find@1", "cost@1")
 
 
+def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
+    from tftrt.serving.commands import add_commands
+
+    add_commands(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tftrt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp.add_argument("--input-shape", type=int, nargs="+", default=None,
                      help="the sample input's shape, for SavedModel directories")
     cmp.set_defaults(func=_compare_partitioners)
+    _add_serving_commands(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
