@@ -14,9 +14,10 @@ engine (ONNX Runtime's CPU provider on the same ONNX) and against TensorFlow's;
 then every variant is timed in interleaved rounds (one call of each per round,
 each call synchronized), and the median latency and throughput are reported.
 Variants: tftrt with host arrays in and out (CUDA graph), the same without a
-CUDA graph, tftrt with device tensors in and out (DLPack, IO binding), PyTorch
-eager, torch.compile (default mode) and torch.compile mode="reduce-overhead"
-(CUDA graphs). Rows go to OUT_DIR/gpu_results.jsonl as they are measured.
+CUDA graph, tftrt with device tensors in and out (DLPack, IO binding), the
+same with other CUDA provider options (``--cuda-variants``), PyTorch eager,
+torch.compile (default mode) and torch.compile mode="reduce-overhead" (CUDA
+graphs). Rows go to OUT_DIR/gpu_results.jsonl as they are measured.
 """
 
 from __future__ import annotations
@@ -123,7 +124,14 @@ def measure(name: str, mode: str, batch: int, models: dict, base, refs, args,
     fns = {"tftrt host (CUDA graph)": lambda: gpu(**feed),
            "tftrt host (no graph)": lambda: plain(**feed),
            "tftrt device (DLPack)": lambda: gpu.run_on_device(**dev_feed)}
-    tin = torch_inputs(name, feed, mode)
+    for options, variant in models["variants"].items():  # other CUDA provider options
+        os.environ[prov.CUDA_OPTIONS_ENV] = options
+        outs = variant.run_on_device(**dev_feed)  # built now, with these options
+        os.environ.pop(prov.CUDA_OPTIONS_ENV)
+        row.setdefault("variant_err_vs_cpu_engine", {})[options] = {
+            k: rel_err(torch.from_dlpack(v).cpu().numpy(), want[k]) for k, v in outs.items()}
+        fns[f"tftrt device ({options})"] = lambda v=variant: v.run_on_device(**dev_feed)
+    tin = torch_inputs(name, raw, mode)
     warmup = {}
     for variant in args.torch:
         net = base if variant == "eager" else torch.compile(
@@ -154,7 +162,9 @@ def run_model(name: str, args, prepared: dict) -> None:
         models = {"gpu": tftrt.runtime.load(path, providers="cuda,cpu"),
                   "plain": tftrt.runtime.load(path, providers="cuda,cpu"),  # no CUDA graph
                   "cpu": tftrt.runtime.load(os.path.join(args.models_dir, f"{name}_fp32"),
-                                            providers="cpu")}
+                                            providers="cpu"),
+                  "variants": {o: tftrt.runtime.load(path, providers="cuda,cpu")
+                               for o in args.cuda_variants}}
         base = torch_model(name, mode) if args.torch else None
         for batch in args.batches:
             row = measure(name, mode, batch, models, base, refs, args, prepared)
@@ -198,6 +208,9 @@ def main() -> None:
     p.add_argument("--torch", nargs="*", default=["eager", "compile"],
                    help="PyTorch variants: eager, compile, reduce-overhead")
     p.add_argument("--calls", type=int, default=50)
+    p.add_argument("--cuda-variants", nargs="*", default=[],
+                   help="more tftrt variants, each with these CUDA provider options "
+                        "(TFTRT_ONNXRUNTIME_CUDA_OPTIONS), e.g. prefer_nhwc=1")
     args = p.parse_args()
     import torch
 

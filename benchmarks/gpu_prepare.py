@@ -46,7 +46,7 @@ def coarsen(w: np.ndarray) -> np.ndarray:
     peak = float(np.abs(w).max()) or 1.0
     step = 2.0 ** np.floor(np.log2(peak / 8))
     k = np.clip(np.floor(np.abs(w) / step), 0, 7)
-    return (np.sign(w) + (w == 0)) * (k + 0.5) * step
+    return ((np.sign(w) + (w == 0)) * (k + 0.5) * step).astype(w.dtype)
 
 
 def inputs_for(name: str, batch: int) -> dict[str, np.ndarray]:

@@ -59,6 +59,24 @@ def test_cuda_graph_setting(monkeypatch) -> None:
     assert prov.cuda_graph_wanted(True)
 
 
+def test_cuda_provider_options_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv(prov.CUDA_OPTIONS_ENV, "prefer_nhwc=1, use_tf32 = 0")
+    assert prov.cuda_options() == {"prefer_nhwc": "1", "use_tf32": "0"}
+    monkeypatch.setenv(prov.CUDA_OPTIONS_ENV, "prefer_nhwc")
+    with pytest.raises(ValueError, match="key=value pairs.*'prefer_nhwc'"):
+        prov.cuda_options()
+    monkeypatch.delenv(prov.CUDA_OPTIONS_ENV)
+    assert prov.cuda_options() == {}
+
+
+def test_the_cuda_probe_model_loads() -> None:
+    """The probe behind cuda_runs() must be a model this ONNX Runtime reads."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(prov.probe_model(), providers=[prov.CPU])
+    assert session.run(None, {"x": np.ones(1, np.float32)})[0].tolist() == [1.0]
+
+
 def test_pinning_input_shapes_infers_output_shapes() -> None:
     pinned, outs = prov.pin_input_shapes(conv_classifier(), [(4, 3, 16, 16)])
     model = onnx.load_from_string(pinned)

@@ -119,7 +119,8 @@ class OnnxRuntimeEngine:
                 chosen.append((name, {"trt_fp16_enable": config.precision_mode == "FP16",
                                       "trt_int8_enable": config.precision_mode == "INT8"}))
             elif name == prov.CUDA:
-                chosen.append((name, {"enable_cuda_graph": "1" if graph else "0"}))
+                chosen.append((name, {**prov.cuda_options(),
+                                      "enable_cuda_graph": "1" if graph else "0"}))
             else:
                 chosen.append(name)
         return ort.InferenceSession(model, opts, providers=chosen)

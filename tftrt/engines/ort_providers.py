@@ -18,6 +18,7 @@ from importlib.util import find_spec
 
 PROVIDERS_ENV = "TFTRT_ONNXRUNTIME_PROVIDERS"
 CUDA_GRAPH_ENV = "TFTRT_ONNXRUNTIME_CUDA_GRAPH"
+CUDA_OPTIONS_ENV = "TFTRT_ONNXRUNTIME_CUDA_OPTIONS"
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -96,6 +97,20 @@ def cuda_graph_wanted(explicit: bool | None) -> bool:
     return os.environ.get(CUDA_GRAPH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def cuda_options() -> dict[str, str]:
+    """Extra CUDA provider options from ``TFTRT_ONNXRUNTIME_CUDA_OPTIONS``
+    (``key=value,key=value``, ONNX Runtime's names: ``prefer_nhwc=1``, ``use_tf32=0``, ...)."""
+    spec = os.environ.get(CUDA_OPTIONS_ENV, "").strip()
+    options = {}
+    for item in filter(None, (i.strip() for i in spec.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{CUDA_OPTIONS_ENV} must be key=value pairs separated by commas, "
+                             f"got {item!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
 @functools.cache
 def load_cuda_libraries() -> None:
     """Let the CUDA provider find CUDA and cuDNN installed as pip packages (nvidia-*), as
@@ -110,6 +125,18 @@ def load_cuda_libraries() -> None:
             pass
 
 
+def probe_model() -> bytes:
+    """A one-node ONNX model (y = Identity(x), float[1]) to see whether a provider loads."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # one every ONNX Runtime since 1.10 reads
+    return model.SerializeToString()
+
+
 @functools.cache
 def cuda_runs() -> bool:
     """True when ONNX Runtime's CUDA provider loads here and finds a GPU (a one-node probe
@@ -119,17 +146,10 @@ def cuda_runs() -> bool:
     if CUDA not in ort.get_available_providers():
         return False
     load_cuda_libraries()
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     try:
-        session = ort.InferenceSession(model.SerializeToString(), opts,
-                                       providers=[CUDA, CPU])
+        session = ort.InferenceSession(probe_model(), opts, providers=[CUDA, CPU])
     except Exception:
         return False
     return session.get_providers()[0] == CUDA
