@@ -168,7 +168,7 @@ def test_static_shapes_cache_engines_per_shape(mlp_dir) -> None:
         assert max_rel_err(run(fn, x), two_block_mlp(x).numpy()) < 1e-5
     (op,) = conv.engines.values()
     assert op.stats.builds == 3  # shapes 1, 2, then 3 evicts 1 (LRU of 2)
-    assert sorted(k[0][0] for k, _ in op.engines()) == [1, 3]
+    assert sorted(k[0].max[0][0] for k, _ in op.engines()) == [1, 3]
 
 
 def test_dynamic_shape_builds_one_engine(mlp_dir) -> None:

@@ -23,7 +23,7 @@ from tftrt.plugins import get_registry
 RECEIVERS = {
     "builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
     "cfg": "IBuilderConfig", "profile": "IOptimizationProfile",
-    "self._engine": "ICudaEngine", "self._context": "IExecutionContext",
+    "self._engine": "ICudaEngine", "context": "IExecutionContext",
     "self._runtime": "Runtime",
 }
 
@@ -69,6 +69,8 @@ def test_backend_uses_only_documented_tensorrt_api() -> None:
     classes = _classes(stubs)
     refs, calls = _uses()
     assert ("Builder",) in refs and ("IExecutionContext", "execute_async_v3") in calls
+    assert ("IOptimizationProfile", "set_shape") in calls
+    assert ("IExecutionContext", "set_optimization_profile_async") in calls
     for ref in sorted(refs):
         head = ref[0]
         defined = head in classes or re.search(rf"^(def {head}\b|{head}\s*[:=])", stubs, re.M)

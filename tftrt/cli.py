@@ -1,4 +1,5 @@
-"""The ``tftrt`` command line: ``tftrt demo`` and ``tftrt convert``."""
+"""The ``tftrt`` command line: ``tftrt demo``, ``tftrt convert``, ``tftrt migrate`` and
+``tftrt compare-partitioners``."""
 
 from __future__ import annotations
 
@@ -114,6 +115,62 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_data_fn(path: str) -> Callable[[], object]:
+    """Build inputs from a .npz file: one array per signature input name (``x``), or
+    several calls numbered ``x:0``, ``x:1``, ... (one call per number)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    if not arrays:
+        raise SystemExit(f"tftrt: {path} holds no arrays")
+    calls: dict[int, dict[str, object]] = {}
+    for key, value in arrays.items():
+        name, sep, k = key.rpartition(":")
+        if sep and k.isdigit():
+            calls.setdefault(int(k), {})[name] = value
+        else:
+            calls.setdefault(0, {})[key] = value
+    return lambda: [calls[k] for k in sorted(calls)]
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import tftrt
+
+    params: dict[str, object] = {}
+    if args.precision:
+        params["precision_mode"] = args.precision
+    if args.dynamic_shape is not None:
+        params["use_dynamic_shape"] = args.dynamic_shape
+    if args.profile_strategy:
+        params["dynamic_shape_profile_strategy"] = args.profile_strategy
+    tftrt.migrate(args.input, args.output, backend=args.backend,
+                  input_saved_model_signature_key=args.signature,
+                  build_input_fn=build_data_fn(args.build_data) if args.build_data else None,
+                  calibration_input_fn=(build_data_fn(args.calibration_data)
+                                        if args.calibration_data else None), **params)
+    return 0
+
+
+def _compare_partitioners(args: argparse.Namespace) -> int:
+    from tftrt.research import harness
+
+    configs = [harness.parse_config(c) for c in args.config or DEFAULT_CONFIGS]
+    with tempfile.TemporaryDirectory(prefix="tftrt-research-") as workdir:
+        rows = harness.compare(args.models, configs, workdir, backend=args.backend,
+                               precision_mode=args.precision, calls=args.calls,
+                               input_shape=args.input_shape)
+    print(harness.table(rows))
+    for path in harness.write(rows, args.out, {"backend": args.backend,
+                                                "precision": args.precision,
+                                                "calls": args.calls}):
+        print(f"wrote {path}")
+    return 0
+
+
+DEFAULT_CONFIGS = ("native", "union-find@3", "union-find@1", "cost@1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tftrt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +195,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     conv.add_argument("--backend", default="auto")
     conv.add_argument("--overwrite", action="store_true")
     conv.set_defaults(func=_convert)
+    mig = sub.add_parser("migrate", help="rewrite a SavedModel that TF-TRT wrote as a tftrt "
+                                         "SavedModel (plain TensorFlow 2.18+ runs it)")
+    mig.add_argument("input")
+    mig.add_argument("output", help="a new or empty directory")
+    mig.add_argument("--build-data", default=None, metavar="NPZ",
+                     help="build the engines for these inputs before saving (one array per "
+                          "signature input; name:0, name:1, ... for several calls)")
+    mig.add_argument("--calibration-data", default=None, metavar="NPZ",
+                     help="INT8 engines without a usable TensorRT calibration table: "
+                          "calibrate on these inputs (same layout as --build-data)")
+    mig.add_argument("--precision", default=None, help="FP32, FP16 or INT8 (default: keep)")
+    shape = mig.add_mutually_exclusive_group()
+    shape.add_argument("--dynamic-shape", dest="dynamic_shape", action="store_true",
+                       default=None)
+    shape.add_argument("--implicit-batch", dest="dynamic_shape", action="store_false")
+    mig.add_argument("--profile-strategy", default=None)
+    mig.add_argument("--signature", default=None,
+                     help="default: serving_default, or the model's only signature")
+    mig.add_argument("--backend", default="auto")
+    mig.set_defaults(func=_migrate)
+    cmp = sub.add_parser("compare-partitioners",
+                         help="compare partitioners on models: a table and plots")
+    cmp.add_argument("models", nargs="+",
+                     help="SavedModel directories or built-in names (cut-chain, mobilenet_v2, "
+                          "resnet50)")
+    cmp.add_argument("--config", action="append",
+                     help="native or PARTITIONER[/COST_MODEL]@MINIMUM_SEGMENT_SIZE "
+                          f"(repeatable; default {' '.join(DEFAULT_CONFIGS)})")
+    cmp.add_argument("--out", default="partitioner-results")
+    cmp.add_argument("--backend", default="auto")
+    cmp.add_argument("--precision", default="FP32")
+    cmp.add_argument("--calls", type=int, default=200)
+    cmp.add_argument("--input-shape", type=int, nargs="+", default=None,
+                     help="the sample input's shape, for SavedModel directories")
+    cmp.set_defaults(func=_compare_partitioners)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -27,3 +27,7 @@ class SaveError(TftrtError, OSError):
 
 class CalibrationError(TftrtError, ValueError):
     """INT8 calibration could not run: missing, failing or inconsistent calibration data."""
+
+
+class PartitionError(TftrtError, ValueError):
+    """A partitioner or graph pass produced segments that break the partition contract."""

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from tftrt.errors import SavedModelError
+from tftrt.specs import PROFILE_STRATEGIES
 
 ASSET_DIR = os.path.join("assets", "tftrt")
 MANIFEST = "manifest.json"
@@ -48,6 +49,13 @@ def _int_dims(v: Any) -> bool:
     return isinstance(v, list) and all(type(d) is int and d >= 0 for d in v)
 
 
+class Omittable:
+    """A key an object may leave out (manifests written by older tftrt releases do)."""
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+
+
 # Leaf checks: a type, or a predicate with a description for the error.
 STR = (str, "a string")
 BOOL = (bool, "a boolean")
@@ -63,10 +71,14 @@ PRECISION = (lambda v: v in ("FP32", "FP16", "INT8"), "FP32, FP16 or INT8")
 
 SIGNATURE_TENSOR = {"name": STR, "ref": STR, "dtype": DTYPE, "shape": SHAPE}
 SEGMENT_TENSOR = {"ref": STR, "dtype": DTYPE, "shape": SHAPE}
-INSTANCE = {"shapes": [(_int_dims, "a list of dimensions")], "file": PATH, "sha256": SHA,
-            "precision": STR}
+DIMS = (_int_dims, "a list of dimensions")
+PROFILE = {"min": [DIMS], "opt": [DIMS], "max": [DIMS]}
+INSTANCE = {"shapes": [DIMS], "file": PATH, "sha256": SHA, "precision": STR,
+            "profiles": Omittable([PROFILE]), "precision_mode": Omittable(PRECISION),
+            "machine": Omittable(STR)}
 ENGINE = {"onnx": PATH, "onnx_sha256": SHA, "inputs": [SEGMENT_TENSOR],
-          "outputs": [SEGMENT_TENSOR], "instances": [INSTANCE]}
+          "outputs": [SEGMENT_TENSOR], "instances": [INSTANCE],
+          "profiles": Omittable([PROFILE])}
 SCHEMA = {
     "format": STR, "format_version": (lambda v: type(v) is int, "an integer"),
     "tftrt_version": STR, "signature_key": STR,
@@ -74,7 +86,9 @@ SCHEMA = {
     "graph": PATH, "graph_sha256": SHA, "backend": STR, "backend_version": STR,
     "options": {"precision_mode": PRECISION, "use_dynamic_shape": BOOL,
                 "maximum_cached_engines": POS_INT, "max_workspace_size_bytes": NON_NEG_INT,
-                "allow_build_at_runtime": BOOL},
+                "allow_build_at_runtime": BOOL,
+                "profile_strategy": Omittable((lambda v: v in PROFILE_STRATEGIES + ("Unknown",),
+                                               "a profile strategy"))},
     "engines": ({str: ENGINE}),
 }
 # Optional (null or absent when the model is not one engine end to end): engine input k
@@ -94,12 +108,13 @@ def problems(value: Any, schema: Any = None, where: str = "manifest") -> list[st
             return [f"{where} must be an object"]
         return [p for k, v in value.items()
                 for p in problems(v, schema[str], f"{where}[{k!r}]")]
-    if isinstance(schema, dict):  # an object with these required keys
+    if isinstance(schema, dict):  # an object with these keys (required unless Omittable)
         if not isinstance(value, dict):
             return [f"{where} must be an object"]
-        out = [f"{where}.{k} is missing" for k in schema if k not in value]
+        out = [f"{where}.{k} is missing" for k, s in schema.items()
+               if k not in value and not isinstance(s, Omittable)]
         return out + [p for k, s in schema.items() if k in value
-                      for p in problems(value[k], s, f"{where}.{k}")]
+                      for p in problems(value[k], getattr(s, "schema", s), f"{where}.{k}")]
     check, what = schema
     ok = isinstance(value, check) and not (check is not bool and isinstance(value, bool)) \
         if isinstance(check, type) else check(value)

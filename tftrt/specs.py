@@ -16,6 +16,9 @@ ENGINE_OP = "TRTEngineOp"
 # baked in): the op it replaces, so reports count it under that op.
 ORIGINAL_OP_ATTR = "_tftrt_original_op"
 
+# How dynamic shape mode makes optimization profiles from the build shapes.
+PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
+
 # None: unknown rank; a None dimension: unknown size.
 Shape = tuple[int | None, ...] | None
 
@@ -65,6 +68,16 @@ def parse_input(ref: str) -> tuple[str, int, bool]:
     if sep and slot.isdigit():
         return name, int(slot), False
     return ref, 0, False
+
+
+def as_call(item: object) -> tuple[tuple, dict]:
+    """One item of an ``input_fn`` (an array, a list/tuple of positional inputs, or a dict
+    of named ones) as call arguments."""
+    if isinstance(item, dict):
+        return (), item
+    if isinstance(item, (list, tuple)):
+        return tuple(item), {}
+    return (item,), {}
 
 
 def tensor_ref(name: str, slot: int) -> str:

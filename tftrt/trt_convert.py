@@ -10,11 +10,14 @@ import collections
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from tftrt.compiler import calibration, precision
-from tftrt.compiler.freeze import load_and_freeze
+from tftrt.compiler.freeze import FrozenModel, load_and_freeze
+from tftrt.compiler.partition import partitioner_name
 from tftrt.compiler.pipeline import CompileOptions, Conversion, compile_model
 from tftrt.errors import CalibrationError, ConversionStateError, InputSpecError
 from tftrt.plugins.manager import get_registry
@@ -22,6 +25,9 @@ from tftrt.report.nonconversion import emit_nonconversion_report
 from tftrt.report.summary import format_summary
 from tftrt.runtime.backends import select_backend
 from tftrt.runtime.executor import ConvertedFunction
+from tftrt.runtime.signature import check_inputs
+from tftrt.specs import PROFILE_STRATEGIES
+from tftrt.specs import as_call as _as_call
 
 log = logging.getLogger("tftrt")
 
@@ -43,7 +49,6 @@ class TrtProfileStrategy:
     IMPLICIT_BATCH_MODE_COMPATIBLE = "ImplicitBatchModeCompatible"
 
 
-_PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
 
 # TF-TRT's default for TensorRT >= 8.4; engines use what they need.
 DEFAULT_TRT_MAX_WORKSPACE_SIZE_BYTES = sys.maxsize - 512
@@ -82,7 +87,9 @@ class TrtGraphConverterV2:
                  allow_build_at_runtime: bool = True,
                  conversion_params: TrtConversionParams | None = None,
                  backend: str = "auto",
-                 calibration_method: str | None = None) -> None:
+                 calibration_method: str | None = None,
+                 partitioner: str | None = None,
+                 partitioner_options: Mapping[str, Any] | None = None) -> None:
         if conversion_params is not None:
             log.warning("conversion_params is deprecated; pass the parameters directly")
             max_workspace_size_bytes = conversion_params.max_workspace_size_bytes
@@ -104,11 +111,14 @@ class TrtGraphConverterV2:
         use_dynamic_shape = bool(use_dynamic_shape)
         if use_dynamic_shape:
             strategy = dynamic_shape_profile_strategy or "Range"
-            match = [s for s in _PROFILE_STRATEGIES if s.lower() == str(strategy).lower()]
+            match = [s for s in PROFILE_STRATEGIES if s.lower() == str(strategy).lower()]
             if not match:
                 raise ValueError(f"Invalid profile strategy {strategy!r}; expected one of "
-                                 f"{list(_PROFILE_STRATEGIES)}")
+                                 f"{list(PROFILE_STRATEGIES)}")
             strategy = match[0]
+            if strategy == TrtProfileStrategy.IMPLICIT_BATCH_MODE_COMPATIBLE:
+                log.warning("the ImplicitBatchModeCompatible profile strategy is deprecated, "
+                            "as in TF-TRT: it keeps implicit batch mode's engines")
         else:
             strategy = "Unknown"
         self._freeze = "disable_graph_freezing" not in _experimental_features()
@@ -117,6 +127,11 @@ class TrtGraphConverterV2:
                         "use_dynamic_shape=True; the graph will be frozen")
             self._freeze = True
         self._backend = select_backend(backend)
+        partitioner = partitioner_name(partitioner)
+        get_registry().partitioner(partitioner)  # unknown names fail here, listing the known
+        if partitioner_options is not None and not isinstance(partitioner_options, Mapping):
+            raise ValueError(f"partitioner_options must be a mapping, got "
+                             f"{type(partitioner_options).__name__}")
         self._input_saved_model_dir = input_saved_model_dir
         self._input_saved_model_tags = list(input_saved_model_tags or DEFAULT_TAGS)
         self._input_saved_model_signature_key = (input_saved_model_signature_key
@@ -129,7 +144,8 @@ class TrtGraphConverterV2:
             maximum_cached_engines=maximum_cached_engines,
             max_workspace_size_bytes=max_workspace_size_bytes,
             use_dynamic_shape=use_dynamic_shape, allow_build_at_runtime=True,
-            profile_strategy=strategy)
+            profile_strategy=strategy, partitioner=partitioner,
+            partitioner_options=dict(partitioner_options or {}))
         self._allow_build_at_runtime = allow_build_at_runtime
         self._use_calibration = use_calibration
         self._conversion: Conversion | None = None
@@ -181,7 +197,8 @@ class TrtGraphConverterV2:
                                    "from the graph's quantization ops")
         frozen = load_and_freeze(self._input_saved_model_dir, self._input_saved_model_tags,
                                  self._input_saved_model_signature_key, freeze=self._freeze)
-        conversion = compile_model(frozen, self._options, get_registry(), self._backend)
+        conversion = compile_model(frozen, self._options, get_registry(), self._backend,
+                                   sample_inputs=self._sample_feeds(frozen))
         emit_nonconversion_report(conversion.nonconversion)
         func = ConvertedFunction(conversion.graph_def, frozen.inputs, frozen.outputs,
                                  conversion.engines, captures=frozen.variables)
@@ -199,6 +216,27 @@ class TrtGraphConverterV2:
             write_dot(self._conversion.graph_def, viz)
         return self._converted_func
 
+    def _sample_feeds(self, frozen: FrozenModel) -> list[dict[str, np.ndarray]]:
+        """The partitioner's sample inputs (option ``inputs``, items as for ``build()``),
+        keyed by graph tensor."""
+        input_fn = self._options.partitioner_options.get("inputs")
+        if input_fn is None:
+            return []
+        if not callable(input_fn):
+            raise ValueError("partitioner_options['inputs'] must be a callable yielding "
+                             "inputs, as build()'s input_fn")
+        feeds = []
+        for count, item in enumerate(input_fn()):
+            args, kwargs = _as_call(item)
+            try:
+                arrays = check_inputs(frozen.inputs, args, kwargs)
+            except InputSpecError as exc:
+                raise InputSpecError(f"partitioner_options['inputs'] item {count}: "
+                                     f"{exc}") from None
+            feeds.append({t.ref: np.asarray(a) for t, a in zip(frozen.inputs, arrays,
+                                                               strict=True)})
+        return feeds
+
     def _calibrate(self, conversion: Conversion, func: ConvertedFunction,
                    input_fn: Callable[[], Iterable[Any]]) -> None:
         """Record each engine's inputs on ``input_fn``'s data and swap in quantized ONNX."""
@@ -215,7 +253,15 @@ class TrtGraphConverterV2:
             conversion.onnx_models[name] = model
 
     def build(self, input_fn: Callable[[], Iterable[Any]]) -> None:
-        """Build the engines for the shapes ``input_fn`` yields (arrays, lists/tuples or dicts)."""
+        """Build the engines for the shapes ``input_fn`` yields (arrays, lists/tuples or dicts).
+
+        Implicit batch mode: each item runs through the converted function, building an
+        engine for each shape no cached engine serves (an engine of batch N serves every
+        batch <= N). Dynamic shape mode: the items' shapes are collected (the segments run
+        natively meanwhile), then each engine is built once, for the profiles
+        ``dynamic_shape_profile_strategy`` makes of them. Afterwards runtime builds follow
+        ``allow_build_at_runtime``.
+        """
         if self._built:
             raise NotImplementedError("build() can only be called once")
         if input_fn is None:
@@ -225,16 +271,28 @@ class TrtGraphConverterV2:
         if self._pending_calibration is not None:
             self._calibrate(self._conversion, self._converted_func, self._pending_calibration)
             self._pending_calibration = None
-        count = 0
-        for item in input_fn():
-            args, kwargs = _as_call(item)
-            try:
-                self._converted_func(*args, **kwargs)
-            except InputSpecError as exc:
-                raise InputSpecError(f"input_fn item {count}: {exc}") from None
-            count += 1
+        func, ops = self._converted_func, list(self._conversion.engines.values())
+        dynamic = self._options.use_dynamic_shape
+        if dynamic:
+            for op in ops:
+                op.begin_collecting()
+                op.record_only = func.runs_without_tensorflow  # outputs unused: skip native
+        try:
+            count = _run_items(func, input_fn)
+            if dynamic:
+                for op in ops:
+                    op.build_collected()
+        except BaseException:
+            for op in ops:  # a failed build() leaves no engine half the items built
+                op.reset()
+            raise
+        finally:
+            for op in ops:
+                op.collector, op.record_only = None, False
         if count == 0:
             raise ValueError("input_fn yielded no inputs; engines need at least one")
+        for op in ops:
+            op.allow_build_at_runtime = self._allow_build_at_runtime
         self._built = True
 
     def save(self, output_saved_model_dir: str, save_gpu_specific_engines: bool = True,
@@ -262,7 +320,7 @@ class TrtGraphConverterV2:
             raise RuntimeError("summary() needs convert() to be called first")
         notes = {name: engine_notes(op) for name, op in self._conversion.engines.items()}
         text = format_summary(self._conversion.graph_def, line_length, detailed, notes)
-        (print_fn or print)(text)
+        (print_fn or print)(text + plan_lines(self._conversion))
 
 
 def engine_notes(op: Any) -> list[str]:
@@ -279,12 +337,41 @@ def engine_notes(op: Any) -> list[str]:
                      f"of shapes {cal['input_shapes']}, {cal.get('weight_bits', 8)}-bit weights")
     elif cal and cal.get("source") == "graph":
         notes.append("INT8 scales: from the graph's quantization ops")
+    notes.extend(shape_notes(op))
     st = op.stats
     if st.build_failures or st.run_failures or st.load_failures or st.native_calls:
         notes.append(f"Native fallback: {st.native_calls} native calls, {st.engine_calls} engine "
                      f"calls; failures: {st.build_failures} build, {st.run_failures} run, "
                      f"{st.load_failures} load; last error: {st.last_error}")
     return notes
+
+
+def shape_notes(op: Any) -> list[str]:
+    """The summary's lines on which shapes an engine serves, and how its backend does it."""
+    if op.dynamic_shape:
+        profiles = "; ".join(str(p) for p in op.profiles) if op.profiles else \
+            "none yet (build() makes them; without it, the first call's shapes)"
+        lines = [f"Profiles ({op.profile_strategy}): {profiles}"]
+    else:
+        keys = [k for k, _ in op.engines()]
+        served = ", ".join(str(k[0]) for k in keys) if keys else "none built yet"
+        lines = [f"Implicit batch engines (each serves batch 1 up to its own): {served}"]
+    if op.realization:
+        lines.append(f"Runs as: {op.realization}")
+    return lines
+
+
+def plan_lines(conversion: Conversion) -> str:
+    """The summary's lines on how the graph was cut: a partitioner other than union-find,
+    and every graph pass that ran, with its effect (nothing when neither applies)."""
+    lines = []
+    if conversion.partitioner != "union-find":
+        lines.append(f"[*] Partitioner: {conversion.partitioner} "
+                     f"(plugin {conversion.partitioner_plugin})")
+    if conversion.passes:
+        lines.append(f"[*] Graph passes run: {len(conversion.passes)}")
+        lines.extend(f"\t- {record.describe()}" for record in conversion.passes)
+    return "".join(line + "\n" for line in lines)
 
 
 def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:
@@ -301,9 +388,26 @@ def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:
                         "ops (FakeQuant*, QuantizeAndDequantize*): it runs without INT8", name)
 
 
-def _as_call(item: Any) -> tuple[tuple, dict]:
-    if isinstance(item, dict):
-        return (), item
-    if isinstance(item, (list, tuple)):
-        return tuple(item), {}
-    return (item,), {}
+def _run_items(func: ConvertedFunction, input_fn: Callable[[], Iterable[Any]]) -> int:
+    """Call ``func`` on every item of ``input_fn()``; the number of items."""
+    count, arity = 0, None
+    for item in input_fn():
+        args, kwargs = _as_call(item)
+        names = (len(args), tuple(sorted(kwargs)))
+        if arity is None:
+            arity = names
+        elif names != arity:
+            raise InputSpecError(
+                f"input_fn item {count} has {_describe(names)} but item 0 had "
+                f"{_describe(arity)}: every item must give the same inputs")
+        try:
+            func(*args, **kwargs)
+        except InputSpecError as exc:
+            raise InputSpecError(f"input_fn item {count}: {exc}") from None
+        count += 1
+    return count
+
+
+def _describe(arity: tuple[int, tuple[str, ...]]) -> str:
+    n, names = arity
+    return f"{n} positional inputs" if not names else f"inputs {list(names)}"

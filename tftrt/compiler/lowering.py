@@ -98,23 +98,26 @@ def plan_segment(g: IR, nodes: Iterable[str]) -> SegmentPlan:
 
 def lower_segment(g: IR, plan: SegmentPlan, registry: Registry, name: str,
                   outputs: Sequence[str] | None = None, dynamic_shape: bool = False,
-                  ) -> LoweredSegment:
+                  tensors_out: dict[str, str] | None = None) -> LoweredSegment:
     """Lower a planned segment into one ONNX model named ``name``.
 
-    ``outputs`` defaults to every tensor that leaves the segment.
+    ``outputs`` defaults to every tensor that leaves the segment; ``tensors_out``, if
+    given, receives each lowered TF tensor's ONNX name.
     """
     outs = list(plan.outputs if outputs is None else outputs)
     in_specs = [tensor_spec(g, r) for r in plan.inputs]
     out_specs = [tensor_spec(g, r) for r in outs]
     infos = [node_info(g, n, dynamic_shape)
              for n in irmod.topological_order(g.subgraph(plan.nodes))]
-    model = lower_nodes(infos, in_specs, out_specs, registry, name)
+    model = lower_nodes(infos, in_specs, out_specs, registry, name, tensors_out)
     return LoweredSegment(model, tuple(in_specs), tuple(out_specs))
 
 
 def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
-                outputs: Sequence[TensorSpec], registry: Registry, name: str) -> onnx.ModelProto:
-    """Run the converters of ``infos`` (in topological order) and build the ONNX model."""
+                outputs: Sequence[TensorSpec], registry: Registry, name: str,
+                tensors_out: dict[str, str] | None = None) -> onnx.ModelProto:
+    """Run the converters of ``infos`` (in topological order) and build the ONNX model;
+    ``tensors_out``, if given, receives each TF tensor's ONNX name (in any layout)."""
     ctx = LoweringContext(opset=OPSET)
     for k, spec in enumerate(inputs):
         ctx.bind(spec.ref, input_name(k))
@@ -142,4 +145,6 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
         ctx.nodes[-1].output[0] = out
         out_vi.append((out, spec.dtype, spec.shape))
     in_vi = [(input_name(k), s.dtype, s.shape) for k, s in enumerate(inputs)]
+    if tensors_out is not None:
+        tensors_out.update({ref: onnx_name for ref, (onnx_name, _) in ctx.tensors.items()})
     return ctx.make_model(in_vi, out_vi, name)

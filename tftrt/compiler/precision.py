@@ -18,13 +18,13 @@ FP16 and INT8 *allow* a lower precision; what runs depends on the backend:
 from __future__ import annotations
 
 import functools
-import platform
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from tftrt.engines import has_qdq
+from tftrt.engines.cpu import cpu_has_vnni
 from tftrt.engines.fp16 import FP32_OPS, cast_to_fp16
 
 # The data input of these ops is quantized when it comes from a DequantizeLinear through
@@ -34,18 +34,6 @@ _LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsquee
 
 
 @functools.cache
-def cpu_has_vnni() -> bool:
-    """False on x86 CPUs without VNNI/AMX int8 dot products (e.g. AVX2 only)."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return True
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(f.read().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
 def int8_weight_limit(backend: str) -> int:
     """The largest weight level an int8 layer of ``backend`` computes exactly.
 

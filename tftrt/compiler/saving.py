@@ -12,6 +12,7 @@ is unpickled or evaluated on load.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tftrt._version import __version__
-from tftrt.compiler.codegen import ENGINE_OP, native_segment_name
+from tftrt.compiler.codegen import ENGINE_OP
 from tftrt.compiler.ir import REF_VARIABLE_OPS
 from tftrt.compiler.pipeline import CompileOptions, Conversion
 from tftrt.errors import SavedModelError, SaveError
@@ -34,14 +35,20 @@ from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.executor import ConvertedFunction
-from tftrt.runtime.restore import restore_engine_ops
+from tftrt.runtime.restore import machine_of, restore_engine_ops
 from tftrt.runtime.signature import whole_model_plan
-from tftrt.runtime.tfgraph import graph_function, lazy_function_callable, native_graph_def
+from tftrt.runtime.tfgraph import (
+    graph_function,
+    lazy_function_callable,
+    native_graph_def,
+    rename_functions,
+)
 from tftrt.specs import SignatureTensor
 
 log = logging.getLogger("tftrt")
 
 GRAPH_FILE = "converted_graph.pb"
+_LOADS = itertools.count()  # each load's functions get names of their own
 
 
 def _check_target(path: str, overwrite: bool) -> None:
@@ -116,6 +123,7 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
     graph_bytes = conversion.graph_def.SerializeToString()
     files = {GRAPH_FILE: graph_bytes}
     engines = {}
+    machine = machine_of(backend)
     for name, op in conversion.engines.items():
         onnx_file = f"engines/{name}.onnx"
         files[onnx_file] = op.onnx_model
@@ -124,12 +132,16 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
             blob = engine.serialize()
             fname = f"engines/{name}.{k}.{backend.name}"
             files[fname] = blob
-            instances.append({"shapes": [list(s) for s in key], "file": fname,
-                              "sha256": _sha256(blob), "precision": engine.precision})
+            instances.append({"shapes": [list(s) for s in key[0].opt],
+                              "profiles": [p.to_json() for p in key], "file": fname,
+                              "sha256": _sha256(blob), "precision": engine.precision,
+                              "precision_mode": op.precision_mode, "machine": machine})
         engines[name] = {"onnx": onnx_file, "onnx_sha256": _sha256(op.onnx_model),
                          "inputs": [s.to_json() for s in op.inputs],
                          "outputs": [s.to_json() for s in op.outputs],
                          "instances": instances}
+        if op.profiles:  # dynamic shape mode: rebuilt engines serve the same profiles
+            engines[name]["profiles"] = [p.to_json() for p in op.profiles]
         if op.calibration is not None:  # INT8: the ONNX above holds the scales
             engines[name]["calibration"] = op.calibration
     frozen = conversion.frozen
@@ -231,13 +243,14 @@ def load_converted(export_dir: str, backend: str | None = None) -> LoadedModel:
         outputs = [SignatureTensor.from_json(d) for d in manifest["outputs"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise SavedModelError(f"the manifest in {export_dir!r} is malformed: {exc}") from None
-    library = {f.signature.name: f for f in graph_def.library.function}
-    engine_names = {n.name for n in graph_def.node if n.op == ENGINE_OP}
-    if set(manifest["engines"]) != engine_names:
+    engines = {n.name: n for n in graph_def.node if n.op == ENGINE_OP}
+    if set(manifest["engines"]) != set(engines):
         raise SavedModelError("the manifest's engines do not match the converted graph's")
+    rename_functions(graph_def, f"_tftrt_load{next(_LOADS)}")
+    library = {f.signature.name: f for f in graph_def.library.function}
 
     def native_for(name: str):
-        fdef = library.get(native_segment_name(name))
+        fdef = library.get(engines[name].attr["segment_func"].func.name)
         return None if fdef is None else lazy_function_callable(fdef, graph_def.library)
 
     ops = restore_engine_ops(manifest, adir, get_registry().backend(backend or manifest["backend"]),

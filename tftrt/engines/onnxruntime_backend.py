@@ -10,7 +10,9 @@ that actually runs it. On a GPU provider:
   is built, so a model converted on a CPU machine runs in half precision there;
 * an engine built for concrete shapes has them pinned in its ONNX and, on the
   CUDA provider, replays one CUDA graph per call into fixed device buffers
-  (falling back to plain execution where the graph cannot be captured);
+  (falling back to plain execution where the graph cannot be captured); the
+  other shapes its profiles hold run on a second session, made when first
+  called;
 * ``run_device`` takes device tensors through DLPack (CuPy, PyTorch,
   TensorFlow) and returns device-resident outputs, with no copy through the host.
 """
@@ -18,6 +20,7 @@ that actually runs it. On a GPU provider:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from importlib.util import find_spec
@@ -34,35 +37,33 @@ from tftrt.plugins.types import BuildConfig, Engine, EngineBackend
 log = logging.getLogger("tftrt")
 
 
-def _pinned_shapes(config: BuildConfig) -> list[tuple[int, ...]] | None:
-    """The build shapes when the engine serves exactly them (every dimension known and no
-    optimization profile with a range), else None."""
+def _build_shapes(config: BuildConfig) -> list[tuple[int, ...]] | None:
+    """The shapes the engine is built at, when every dimension is known."""
     shapes = [tuple(s) for s in config.input_shapes]
     if not shapes or any(d is None or d < 0 for s in shapes for d in s):
         return None
-    for profile in getattr(config, "profiles", None) or ():
-        lo = profile["min"] if isinstance(profile, dict) else getattr(profile, "min", None)
-        hi = profile["max"] if isinstance(profile, dict) else getattr(profile, "max", None)
-        if lo is None or hi is None or [list(s) for s in lo] != [list(s) for s in hi]:
-            return None
     return shapes
 
 
 class OnnxRuntimeEngine:
     backend = "onnxruntime"
+    realization = "onnxruntime: one session runs every shape of every profile"
 
     def __init__(self, model_bytes: bytes, config: BuildConfig,
                  providers: Sequence[str], cuda_graph: bool = True) -> None:
         self._bytes = model_bytes
         self._lock = threading.Lock()
+        self._config = config
         qdq = has_qdq(model_bytes)
-        shapes = _pinned_shapes(config)
-        model, out_shapes = model_bytes, None
-        if shapes is not None and providers[0] in prov.GPU_PROVIDERS:
-            model, out_shapes = prov.pin_input_shapes(model_bytes, shapes)
         half = config.precision_mode == "FP16" and providers[0] == prov.CUDA and not qdq
-        if half:
-            model = cast_to_fp16(model)
+        self._base = cast_to_fp16(model_bytes) if half else model_bytes
+        shapes = _build_shapes(config) if providers[0] in prov.GPU_PROVIDERS else None
+        model, out_shapes = self._base, None
+        if shapes is not None:
+            model, out_shapes = prov.pin_input_shapes(self._base, shapes)
+        # Pinned: the build shapes run on this session; other shapes a profile holds run
+        # on a second session of the unpinned model, made when first needed.
+        self._pinned, self._others = shapes, None
         self.cuda_graph = False
         if (cuda_graph and providers[0] == prov.CUDA and shapes is not None
                 and out_shapes is not None and None not in out_shapes):
@@ -76,9 +77,14 @@ class OnnxRuntimeEngine:
                          "without one", exc)
         if not self.cuda_graph:
             self._start(model, providers, config, graph=False)
-        if half and self.provider != prov.CUDA:  # the CUDA provider did not load
-            half = False
+        if self.provider not in prov.GPU_PROVIDERS and (half or shapes is not None):
+            # the GPU provider did not load: the plain model, on what did
+            half, self._pinned, self._base = False, None, model_bytes
             self._start(model_bytes, [self.provider], config, graph=False)
+        if self._pinned is not None:
+            self.realization = ("onnxruntime: one session for the build shapes"
+                                + (" (a CUDA graph)" if self.cuda_graph else "")
+                                + ", a second for the profiles' other shapes, if called")
         if self.provider == prov.TENSORRT:
             self.precision = "INT8" if qdq else "FP16" if config.precision_mode == "FP16" \
                 else "FP32"
@@ -88,6 +94,15 @@ class OnnxRuntimeEngine:
             # The CPU provider has no faster half kernels: FP16 runs as FP32.
             # Q/DQ pairs around convolutions and matrix multiplications run as int8 kernels.
             self.precision = "INT8" if qdq else "FP32"
+
+    def _session_for(self, shapes: Sequence[tuple[int, ...]]):
+        """The session that runs these shapes, and whether it is the pinned one."""
+        if self._pinned is None or [tuple(s) for s in shapes] == self._pinned:
+            return self._session, self._pinned is not None
+        with self._lock:
+            if self._others is None:
+                self._others = self._create(self._base, [self.provider], self._config, False)
+            return self._others, False
 
     def _start(self, model: bytes, providers: Sequence[str], config: BuildConfig,
                graph: bool) -> None:
@@ -136,7 +151,6 @@ class OnnxRuntimeEngine:
         self._out_vals = [ort.OrtValue.ortvalue_from_shape_and_type(shape, _np_dtype(o.type),
                                                                     "cuda", 0)
                           for shape, o in zip(out_shapes, s.get_outputs(), strict=True)]
-        self._shapes = [tuple(x) for x in shapes]
         binding = s.io_binding()
         for name, v in zip(self._inputs, self._in_vals, strict=True):
             binding.bind_ortvalue_input(name, v)
@@ -146,15 +160,11 @@ class OnnxRuntimeEngine:
         for _ in range(2):
             s.run_with_iobinding(binding)
 
-    def _check_pinned(self, shapes: Sequence[tuple[int, ...]]) -> None:
-        if [tuple(s) for s in shapes] != self._shapes:
-            raise ValueError(f"this engine runs shapes {self._shapes}, got {list(shapes)}")
-
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if not self.cuda_graph:
-            return self._session.run(None, dict(zip(self._inputs, inputs, strict=True)))
+        session, pinned = self._session_for([np.shape(x) for x in inputs])
+        if not (pinned and self.cuda_graph):
+            return session.run(None, dict(zip(self._inputs, inputs, strict=True)))
         with self._lock:
-            self._check_pinned([np.shape(x) for x in inputs])
             for v, x, dt in zip(self._in_vals, inputs, self._in_dtypes, strict=True):
                 v.update_inplace(np.ascontiguousarray(x, dtype=dt))
             # the copies run outside the provider's stream: wait for them before the replay
@@ -174,9 +184,9 @@ class OnnxRuntimeEngine:
         values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", 0)
                   if isinstance(x, np.ndarray) else ort.OrtValue.from_dlpack(x)
                   for x in inputs]
-        if self.cuda_graph:
+        session, pinned = self._session_for([tuple(v.shape()) for v in values])
+        if pinned and self.cuda_graph:
             with self._lock:
-                self._check_pinned([tuple(v.shape()) for v in values])
                 for fixed, v in zip(self._in_vals, values, strict=True):
                     fixed.update_inplace(v)  # device to device
                 self._binding.synchronize_inputs()  # the producer's and the copies' streams
@@ -189,17 +199,25 @@ class OnnxRuntimeEngine:
                     outs.append(out)
                 self._binding.synchronize_outputs()
                 return outs
-        binding = self._session.io_binding()
+        binding = session.io_binding()
         for name, v in zip(self._inputs, values, strict=True):
             binding.bind_ortvalue_input(name, v)
         for name in self._outputs:
             binding.bind_output(name, "cuda", 0)
         binding.synchronize_inputs()  # the producer's stream may still be writing them
-        self._session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return binding.get_outputs()
 
     def serialize(self) -> bytes:
         return self._bytes
+
+    def export(self, stem: str) -> list[str]:
+        """The engine as the ONNX model ONNX Runtime's tools open."""
+        path = f"{stem}.onnx"
+        with open(path + ".tmp", "wb") as f:
+            f.write(self._bytes)
+        os.replace(path + ".tmp", path)
+        return [path]
 
 
 _ORT_TYPES = {"float": np.float32, "float16": np.float16, "double": np.float64,

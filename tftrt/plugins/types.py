@@ -30,15 +30,70 @@ class OpConverter:
         return f"{self.convert.__module__}.{self.convert.__qualname__}"
 
 
+Shapes = tuple[tuple[int, ...], ...]  # one concrete shape per engine input
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """One optimization profile (TensorRT's term): per engine input, the smallest, the
+    optimal and the largest shape the engine serves. A static profile has min == max."""
+
+    min: Shapes
+    opt: Shapes
+    max: Shapes
+
+    @property
+    def static(self) -> bool:
+        return self.min == self.max
+
+    def contains(self, shapes: Sequence[Sequence[int]]) -> bool:
+        """True when every input's shape lies between ``min`` and ``max``, dim by dim."""
+        if len(shapes) != len(self.min):
+            return False
+        for lo, hi, s in zip(self.min, self.max, shapes, strict=True):
+            if len(s) != len(lo) or any(not a <= d <= b for a, d, b in zip(lo, s, hi, strict=True)):
+                return False
+        return True
+
+    def __str__(self) -> str:
+        """Like the guide's tables: one bracket per input, ``lo-hi`` where a dim varies."""
+        def dims(lo, hi):
+            return "[" + ",".join(str(a) if a == b else f"{a}-{b}"
+                                  for a, b in zip(lo, hi, strict=True)) + "]"
+        return " ".join(dims(lo, hi) for lo, hi in zip(self.min, self.max, strict=True))
+
+    @property
+    def tag(self) -> str:
+        """A file-name-safe name, e.g. ``1-8x128_1-8x128`` (inputs joined by ``_``)."""
+        return "_".join("x".join(str(a) if a == b else f"{a}-{b}"
+                                 for a, b in zip(lo, hi, strict=True)) or "scalar"
+                        for lo, hi in zip(self.min, self.max, strict=True))
+
+    def to_json(self) -> dict:
+        return {"min": [list(s) for s in self.min], "opt": [list(s) for s in self.opt],
+                "max": [list(s) for s in self.max]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> ShapeProfile:
+        def shapes(key):
+            return tuple(tuple(int(x) for x in s) for s in d[key])
+        return cls(shapes("min"), shapes("opt"), shapes("max"))
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """What an engine is built for."""
 
     precision_mode: str = "FP32"
     # One entry per engine input: a concrete shape, or None entries for
-    # dimensions left dynamic.
+    # dimensions left dynamic (the shapes the engine is built at).
     input_shapes: Sequence[tuple[int | None, ...]] = field(default_factory=tuple)
     max_workspace_size_bytes: int = 1 << 30
+    # The shapes the engine must serve: a call's shapes lie in at least one profile,
+    # and the engine runs them on the first profile that contains them. Empty: only
+    # ``input_shapes``. A backend realises profiles its fastest way (one engine with
+    # several TensorRT profiles, one compiled model per profile, ...).
+    profiles: tuple[ShapeProfile, ...] = ()
 
 
 @runtime_checkable
@@ -51,6 +106,9 @@ class Engine(Protocol):
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
     def serialize(self) -> bytes: ...
+
+    # Optional: ``realization`` (str), how the engine serves its profiles, for the summary;
+    # ``export(stem) -> list[str]``, writes files the backend's own tools open.
 
 
 @runtime_checkable
@@ -66,3 +124,7 @@ class EngineBackend(Protocol):
     def build(self, model_bytes: bytes, config: BuildConfig) -> Engine: ...
 
     def deserialize(self, data: bytes, config: BuildConfig) -> Engine: ...
+
+    # Optional: ``target() -> str``, what a serialized engine is specific to on this
+    # machine (e.g. the instruction sets it was compiled for); an engine saved under
+    # another target is not loaded. Absent: engines are portable.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ class ConvertedFunction:
         self.plan = whole_model_plan(graph_def, self.inputs, self.outputs, list(self.engines))
         self._tf_fn = None
         self._binding: tfgraph.PyFuncBinding | None = None
+        self._tf_fn_lock = threading.Lock()
 
     # -- introspection --------------------------------------------------------
     @property
@@ -53,7 +55,9 @@ class ConvertedFunction:
             return {k: tf.convert_to_tensor(v)
                     for k, v in self.plan.signature_outputs(self.outputs, outs).items()}
         if self._tf_fn is None:
-            self._tf_fn = self._build_tf_function()
+            with self._tf_fn_lock:  # one function (and py-func binding) for all threads
+                if self._tf_fn is None:
+                    self._tf_fn = self._build_tf_function()
         try:
             results = self._tf_fn(*[tf.convert_to_tensor(v) for v in values])
         except tf.errors.OpError:

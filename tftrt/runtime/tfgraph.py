@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2
+from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 from tensorflow.python.ops import script_ops
 
@@ -125,6 +125,46 @@ def rewrite_engines(graph_def: graph_pb2.GraphDef, rewrite: Callable[[node_def_p
         if node.op == ENGINE_OP:
             out.node[i].CopyFrom(rewrite(node))
     return out
+
+
+def rename_functions(graph_def: graph_pb2.GraphDef, suffix: str) -> dict[str, str]:
+    """Give every library function of ``graph_def`` a name ending in ``suffix``, in place,
+    rewriting every reference to it; returns old name -> new name.
+
+    TensorFlow keeps one function of a name per process: two loaded models whose
+    functions share a name but differ (e.g. both have a ``TRTEngineOp_000_000``
+    engine) would clash when the second runs.
+    """
+    names = {f.signature.name: f"{f.signature.name}{suffix}" for f in graph_def.library.function}
+
+    def fix_attr(value: attr_value_pb2.AttrValue) -> None:
+        if value.HasField("func"):
+            fix_func(value.func)
+        elif value.HasField("list"):
+            for f in value.list.func:
+                fix_func(f)
+
+    def fix_func(func: attr_value_pb2.NameAttrList) -> None:
+        func.name = names.get(func.name, func.name)
+        for v in func.attr.values():
+            fix_attr(v)
+
+    def fix_node(node: node_def_pb2.NodeDef) -> None:
+        if node.op in names:  # a function called as an op
+            node.op = names[node.op]
+        for v in node.attr.values():
+            fix_attr(v)
+
+    for node in graph_def.node:
+        fix_node(node)
+    for fdef in graph_def.library.function:
+        fdef.signature.name = names[fdef.signature.name]
+        for node in fdef.node_def:
+            fix_node(node)
+    for grad in graph_def.library.gradient:
+        grad.function_name = names.get(grad.function_name, grad.function_name)
+        grad.gradient_func = names.get(grad.gradient_func, grad.gradient_func)
+    return names
 
 
 def native_graph_def(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
