@@ -222,8 +222,8 @@ def main() -> None:
     # (its default); PyTorch is set to the same, for the same arithmetic.
     probe = tftrt.runtime.load(os.path.join(args.models_dir, f"{args.models[0]}_fp32"),
                                providers="cuda,cpu")
-    engine = probe.engine.engine_for([tuple(1 if d is None else d for d in s.shape)
-                                      for s in probe.engine.inputs])
+    engine = probe.engine.engine_for(tuple(tuple(1 if d is None else d for d in s.shape)
+                                           for s in probe.engine.inputs))
     env["ort_cuda_options"] = engine.provider_options
     tf32 = engine.provider_options.get("use_tf32", "1") == "1"
     torch.backends.cuda.matmul.allow_tf32 = tf32

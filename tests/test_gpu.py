@@ -100,11 +100,11 @@ def test_cupy_arrays_go_through_dlpack() -> None:
 
 
 def test_auto_picks_onnxruntime_on_cuda_without_tensorrt() -> None:
-    from tftrt.runtime.backends import select_backend
+    from tftrt.runtime.backends import runtime_backends, select_backend
 
     if prov.tensorrt_installed():
         pytest.skip("TensorRT is installed here: auto picks it")
-    chosen = select_backend("auto")
+    chosen = select_backend("auto", runtime_backends())
     assert chosen.name == "onnxruntime" and chosen.gpu_available()
 
 

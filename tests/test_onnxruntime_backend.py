@@ -129,3 +129,16 @@ def test_summary_names_the_provider(keras_mlp_dir: str, monkeypatch) -> None:
     lines: list[str] = []
     conv.summary(print_fn=lines.append)
     assert "Backend: onnxruntime on CPUExecutionProvider, precision: FP32" in lines[0]
+
+
+def test_runtime_backends_load_no_conversion_plugin() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from tftrt.runtime.backends import runtime_backends; "
+            "print(sorted(runtime_backends())); "
+            "print(sorted(m for m in sys.modules if m.startswith(('tensorflow', "
+            "'tftrt.compiler'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == ["['onnxruntime', 'openvino', 'tensorrt']", "[]"]

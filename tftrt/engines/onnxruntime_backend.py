@@ -53,14 +53,16 @@ class OnnxRuntimeEngine:
                  providers: Sequence[str], cuda_graph: bool = True) -> None:
         self._bytes = model_bytes
         self._lock = threading.Lock()
-        self._config = config
+        self._config, self._providers = config, list(providers)
         qdq = has_qdq(model_bytes)
         half = config.precision_mode == "FP16" and providers[0] == prov.CUDA and not qdq
-        self._base = cast_to_fp16(model_bytes) if half else model_bytes
+        self._half = half
         shapes = _build_shapes(config) if providers[0] in prov.GPU_PROVIDERS else None
-        model, out_shapes = self._base, None
-        if shapes is not None:
-            model, out_shapes = prov.pin_input_shapes(self._base, shapes)
+        model, out_shapes = model_bytes, None
+        if shapes is not None:  # before the cast: shape inference then sees every output
+            model, out_shapes = prov.pin_input_shapes(model_bytes, shapes)
+        if half:
+            model = cast_to_fp16(model)
         # Pinned: the build shapes run on this session; other shapes a profile holds run
         # on a second session of the unpinned model, made when first needed.
         self._pinned, self._others = shapes, None
@@ -79,7 +81,8 @@ class OnnxRuntimeEngine:
             self._start(model, providers, config, graph=False)
         if self.provider not in prov.GPU_PROVIDERS and (half or shapes is not None):
             # the GPU provider did not load: the plain model, on what did
-            half, self._pinned, self._base = False, None, model_bytes
+            half = self._half = False
+            self._pinned = None
             self._start(model_bytes, [self.provider], config, graph=False)
         if self._pinned is not None:
             self.realization = ("onnxruntime: one session for the build shapes"
@@ -101,7 +104,8 @@ class OnnxRuntimeEngine:
             return self._session, self._pinned is not None
         with self._lock:
             if self._others is None:
-                self._others = self._create(self._base, [self.provider], self._config, False)
+                model = cast_to_fp16(self._bytes) if self._half else self._bytes
+                self._others = self._create(model, self._providers, self._config, False)
             return self._others, False
 
     def _start(self, model: bytes, providers: Sequence[str], config: BuildConfig,

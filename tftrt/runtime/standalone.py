@@ -20,9 +20,8 @@ import numpy as np
 
 from tftrt.errors import EngineError, InputSpecError, SavedModelError
 from tftrt.manifest import ASSET_DIR, read_manifest
-from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
-from tftrt.runtime.backends import select_backend
+from tftrt.runtime.backends import runtime_backends, select_backend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.restore import restore_engine_ops
 from tftrt.runtime.signature import WholeModelPlan, check_inputs
@@ -81,11 +80,15 @@ class StandaloneModel:
         return self.plan.signature_outputs(self.outputs, outs)
 
     def describe(self) -> list[str]:
-        """One line per built engine: backend, where it runs and at what precision."""
+        """One line per built engine: the shapes it is built for, backend, where it runs
+        and at what precision."""
         lines = []
         for key, eng in self.engine.engines():
             where = getattr(eng, "runs_on", None)
-            lines.append(f"{self.engine.name} {[list(s) for s in key]}: "
+            # the cache key: the engine's profiles; shown by the shapes it is built for
+            built = [list(s) for s in key[0].opt] if key and hasattr(key[0], "opt") \
+                else [list(s) for s in key]
+            lines.append(f"{self.engine.name} {built}: "
                          f"{self.engine.backend.name}" + (f" on {where}" if where else "")
                          + f", precision {eng.precision}")
         return lines
@@ -94,17 +97,17 @@ class StandaloneModel:
 def _backend_for(manifest: dict, name: str | None, providers: Sequence[str] | str | None
                  ) -> EngineBackend:
     """``name``'s backend; by default the one that saved the model, else ``auto``'s choice."""
+    backends = runtime_backends()
     if name is None:
-        saved = manifest["backend"]
-        registry = get_registry()
-        if saved in registry.backend_names() and registry.backend(saved).available():
-            backend = registry.backend(saved)
+        saved = backends.get(manifest["backend"])
+        if saved is not None and saved.available():
+            backend = saved
         else:
-            backend = select_backend("auto")
+            backend = select_backend("auto", backends)
             log.info("the model was saved by %s, which is not available here: its engines "
-                     "are rebuilt by %s", saved, backend.name)
+                     "are rebuilt by %s", manifest["backend"], backend.name)
     else:
-        backend = select_backend(name)
+        backend = select_backend(name, backends)
     if providers is not None:
         with_options = getattr(backend, "with_options", None)
         if with_options is None:
