@@ -76,7 +76,8 @@ def test_int8_calibrated_cnn_keeps_accuracy(digits, fp32_accuracy, backend) -> N
     assert precision.has_qdq(op.onnx_model)
     lines: list[str] = []
     conv.summary(print_fn=lines.append)
-    assert f"Backend: {backend}, precision: INT8" in lines[0]
+    where = " on CPUExecutionProvider" if backend == "onnxruntime" else ""
+    assert f"Backend: {backend}{where}, precision: INT8" in lines[0]
     assert "INT8 scales: entropy calibration on 8 batches of shapes [[32, 8, 8, 1]]" in lines[0]
 
 

@@ -21,10 +21,11 @@ from tftrt.compiler.partition import partitioner_name
 from tftrt.compiler.pipeline import CompileOptions, Conversion, compile_model
 from tftrt.errors import CalibrationError, ConversionStateError, InputSpecError
 from tftrt.plugins.manager import get_registry
-from tftrt.plugins.types import EngineBackend
 from tftrt.report.nonconversion import emit_nonconversion_report
 from tftrt.report.summary import format_summary
-from tftrt.runtime.executor import ConvertedFunction, check_inputs
+from tftrt.runtime.backends import select_backend
+from tftrt.runtime.executor import ConvertedFunction
+from tftrt.runtime.signature import check_inputs
 from tftrt.specs import PROFILE_STRATEGIES
 from tftrt.specs import as_call as _as_call
 
@@ -68,22 +69,6 @@ DEFAULT_TRT_CONVERSION_PARAMS = TrtConversionParams(
 def _experimental_features() -> set[str]:
     return {f.strip() for f in os.environ.get("TF_TRT_EXPERIMENTAL_FEATURES", "").split(",")
             if f.strip()}
-
-
-def select_backend(name: str) -> EngineBackend:
-    """The backend called ``name``; "auto" picks tensorrt, openvino, onnxruntime in turn."""
-    registry = get_registry()
-    if not isinstance(name, str):
-        raise ValueError(f"backend must be a string, got {name!r}")
-    if name.lower() == "auto":
-        for candidate in ("tensorrt", "openvino", "onnxruntime"):
-            if candidate in registry.backend_names() and registry.backend(candidate).available():
-                return registry.backend(candidate)
-        raise ValueError("no engine backend is available: install openvino or onnxruntime")
-    backend = registry.backend(name.lower())
-    if not backend.available():
-        raise ValueError(f"engine backend {name!r} is not available on this machine")
-    return backend
 
 
 class TrtGraphConverterV2:
@@ -343,7 +328,9 @@ def engine_notes(op: Any) -> list[str]:
     runs = op.precision
     why = precision.explain(op.backend.name, op.precision_mode, runs)
     shown = runs or f"{op.precision_mode} (not built yet)"
-    notes = [f"Backend: {op.backend.name}, precision: {shown}" + (f" ({why})" if why else "")]
+    where = sorted({e.runs_on for _, e in op.engines() if getattr(e, "runs_on", None)})
+    on = f" on {' / '.join(where)}" if where else ""
+    notes = [f"Backend: {op.backend.name}{on}, precision: {shown}" + (f" ({why})" if why else "")]
     cal = op.calibration
     if cal and cal.get("source") == "calibration":
         notes.append(f"INT8 scales: {cal['method']} calibration on {cal['batches']} batches "

@@ -36,6 +36,7 @@ from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.executor import ConvertedFunction
 from tftrt.runtime.restore import machine_of, restore_engine_ops
+from tftrt.runtime.signature import whole_model_plan
 from tftrt.runtime.tfgraph import (
     graph_function,
     lazy_function_callable,
@@ -144,6 +145,9 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
         if op.calibration is not None:  # INT8: the ONNX above holds the scales
             engines[name]["calibration"] = op.calibration
     frozen = conversion.frozen
+    # Lets runtimes that cannot parse the GraphDef (no TensorFlow) serve a one-engine model.
+    plan = whole_model_plan(conversion.graph_def, frozen.inputs, frozen.outputs,
+                            list(conversion.engines))
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "tftrt_version": __version__,
         "signature_key": frozen.signature_key,
@@ -159,6 +163,7 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
                     "max_workspace_size_bytes": int(options.max_workspace_size_bytes),
                     "allow_build_at_runtime": allow_build_at_runtime},
         "engines": engines,
+        "whole_model": None if plan is None else plan.to_json(),
     }
     for rel, data in files.items():
         with open(os.path.join(adir, rel), "wb") as f:

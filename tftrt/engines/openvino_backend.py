@@ -67,9 +67,9 @@ _INSTALLED_LAYERS: set[str] = set()
 def _install_layer_extensions(core) -> None:
     """Add the frontend extensions of the plugin layers that lower natively on OpenVINO
     (``tftrt_plugin_layers``), once per layer and process, before any model is read."""
-    from tftrt.plugins.manager import get_registry
+    from tftrt.plugins.manager import runtime_registry
 
-    for op_type, lowering in get_registry().layer_lowerings(OpenVinoBackend.name):
+    for op_type, lowering in runtime_registry().layer_lowerings(OpenVinoBackend.name):
         if op_type not in _INSTALLED_LAYERS:
             core.add_extension(lowering.extension())
             _INSTALLED_LAYERS.add(op_type)
