@@ -27,3 +27,7 @@ class SaveError(TftrtError, OSError):
 
 class CalibrationError(TftrtError, ValueError):
     """INT8 calibration could not run: missing, failing or inconsistent calibration data."""
+
+
+class EnvironmentVariableError(TftrtError, ValueError):
+    """An environment variable tftrt reads has a value it cannot parse (see tftrt.env)."""
