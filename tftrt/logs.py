@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from tftrt import env
+import tftrt.env as env
 from tftrt.errors import EnvironmentVariableError
 
 ROOT = "tftrt"

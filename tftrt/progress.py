@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any
 
-from tftrt import env
+import tftrt.env as env
 
 REFRESH_S = 0.5
 

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tftrt import env, progress
+import tftrt.env as env
+import tftrt.progress as progress
 from tftrt.compiler import calibration, precision
 from tftrt.compiler.freeze import load_and_freeze
 from tftrt.compiler.pipeline import CompileOptions, Conversion, compile_model

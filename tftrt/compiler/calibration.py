@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from tftrt import env, progress
+import tftrt.env as env
+import tftrt.progress as progress
 from tftrt.errors import CalibrationError
 from tftrt.runtime.engine_op import EngineOp
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 import tensorflow as tf
 
-from tftrt import env
+import tftrt.env as env
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.compiler.lowering import node_info

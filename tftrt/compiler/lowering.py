@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from tftrt import env
+import tftrt.env as env
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.converters.context import LoweringContext, NodeInfo

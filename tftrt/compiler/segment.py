@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from tftrt import env
+import tftrt.env as env
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tftrt import env
+import tftrt.env as env
 from tftrt.engines.topk_limit import TENSORRT_MAX_TOP_K, limit_nms_top_k
 from tftrt.plugins.hookspecs import hookimpl
 from tftrt.plugins.types import BuildConfig, Engine, EngineBackend, ShapeProfile

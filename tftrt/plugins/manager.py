@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pluggy
 
-from tftrt import env
+import tftrt.env as env
 from tftrt.plugins import hookspecs
 from tftrt.plugins.types import EngineBackend, OpConverter
 

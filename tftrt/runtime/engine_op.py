@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tftrt import env
+import tftrt.env as env
 from tftrt.errors import EngineError
 from tftrt.plugins.types import BuildConfig, Engine, EngineBackend, ShapeProfile, Shapes
 from tftrt.runtime.cache import EngineCache, Key, serves
