@@ -129,6 +129,9 @@ def _add_migrate(sub: argparse._SubParsersAction) -> None:
     mig.set_defaults(func=_migrate)
 
 
+MAX_ERROR = 600  # characters of an error line
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes as one line on stderr (exit status 2)."""
 
@@ -141,7 +144,8 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if _is_tf_error(exc):
         text = text.splitlines()[0]
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR else text[:MAX_ERROR - 4] + " ..."
 
 
 def _is_tf_error(exc: BaseException) -> bool:
