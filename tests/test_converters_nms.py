@@ -4,6 +4,10 @@ Every output is compared exactly (boxes and scores are gathered, not computed).
 Equal scores are the one place TensorFlow's CombinedNonMaxSuppression has no
 defined order; those tests compare the detections as a set and check our
 documented order against a reference written here.
+
+CombinedNonMaxSuppression is a plugin layer: every check of its portable
+lowering (standard ONNX, run on ONNX Runtime) also runs each backend's native
+lowering of the layer (OpenVINO's) and requires identical outputs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tftrt.compiler.lowering import node_info
+from tftrt.plugins.layers import DOMAIN
 from tftrt.plugins.manager import get_registry
+from tftrt.plugins.types import BuildConfig
 from tftrt.testing import check_function, lower_function, run_onnx, trace
 
 F32 = tf.float32
@@ -54,10 +60,39 @@ def _combined(per_class: int, total: int, iou: float = 0.5, score: float = NEG_I
     return fn
 
 
+def _native_lowering_backends() -> list[str]:
+    registry = get_registry()
+    return [name for name, _ in [(b, registry.backend(b)) for b in registry.backend_names()]
+            if registry.backend(name).available()
+            and registry.plugin_layer("CombinedNonMaxSuppression").lowering(name)]
+
+
+def _native_lowerings(fn: Callable[..., object], inputs: list[np.ndarray],
+                      specs: list[tf.TensorSpec] | None = None) -> dict[str, list[np.ndarray]]:
+    """Backend -> outputs of ``fn`` with its plugin layers lowered natively by that backend."""
+    specs = specs or [tf.TensorSpec(x.shape, tf.as_dtype(x.dtype)) for x in inputs]
+    out = {}
+    for name in _native_lowering_backends():
+        model = lower_function(fn, specs, backend=name)
+        if not any(n.domain == DOMAIN for n in model.graph.node):
+            continue  # nothing of fn is a plugin layer
+        engine = get_registry().backend(name).build(model.SerializeToString(), BuildConfig())
+        out[name] = engine.run(inputs)
+    return out
+
+
 def _exact(fn: Callable[..., object], inputs: list[np.ndarray],
            specs: list[tf.TensorSpec] | None = None):
-    """Lower ``fn``, run it on ONNX Runtime and require TensorFlow's outputs bit for bit."""
-    return check_function(fn, inputs, specs=specs, rtol=0.0, atol=0.0)
+    """Lower ``fn``, run it on ONNX Runtime and require TensorFlow's outputs bit for bit;
+    each backend's native lowering of the plugin layer must give the same outputs."""
+    model = check_function(fn, inputs, specs=specs, rtol=0.0, atol=0.0)
+    portable = run_onnx(model, inputs)
+    for backend, got in _native_lowerings(fn, inputs, specs).items():
+        assert len(got) == len(portable), backend
+        for k, (g, p) in enumerate(zip(got, portable, strict=True)):
+            assert g.dtype == p.dtype and g.shape == p.shape, (backend, k, g.shape, p.shape)
+            np.testing.assert_array_equal(g, p, err_msg=f"{backend} lowering, output {k}")
+    return model
 
 
 def _run_both(fn: Callable[..., object], inputs: list[np.ndarray],
@@ -148,6 +183,30 @@ def test_combined_nms_ops_are_standard_onnx() -> None:
     ops = {n.op_type for n in model.graph.node}
     assert "NonMaxSuppression" in ops and "TopK" in ops
     assert all(not n.domain for n in model.graph.node)
+    assert [o.domain for o in model.opset_import] == [""]
+
+
+@pytest.mark.skipif(find_spec("openvino") is None, reason="openvino is not installed")
+def test_combined_nms_is_one_tftrt_node_that_openvino_lowers_itself() -> None:
+    """For OpenVINO the layer stays one tftrt node, which only a Core with the layer's
+    extension reads; the backend's Core has it."""
+    import openvino as ov
+
+    specs = [tf.TensorSpec([1, 20, 1, 4], F32), tf.TensorSpec([1, 20, 2], F32)]
+    model = lower_function(_combined(5, 10), specs, backend="openvino")
+    (layer,) = [n for n in model.graph.node if n.domain == DOMAIN]
+    assert layer.op_type == "CombinedNonMaxSuppression"
+    assert (DOMAIN, 1) in [(o.domain, o.version) for o in model.opset_import]
+    onnx_ops = {n.op_type for n in model.graph.node}
+    assert "NonMaxSuppression" not in onnx_ops and "TopK" not in onnx_ops
+    with pytest.raises(RuntimeError, match="CombinedNonMaxSuppression"):
+        ov.Core().read_model(model.SerializeToString(), b"")
+    engine = get_registry().backend("openvino").build(model.SerializeToString(), BuildConfig())
+    rng = np.random.default_rng(6)
+    boxes, scores = _boxes(rng, (1, 20, 1, 4)), _scores(rng, (1, 20, 2))
+    want = _combined(5, 10)(boxes, scores)
+    for g, w in zip(engine.run([boxes, scores]), want, strict=True):
+        np.testing.assert_array_equal(g, np.asarray(w))
 
 
 @pytest.mark.skipif(find_spec("openvino") is None, reason="openvino is not installed")
@@ -219,6 +278,9 @@ def test_combined_nms_ties_select_the_same_detections(seed: int) -> None:
     scores = (rng.integers(1, 6, (batch, n, classes)) / 5).astype(np.float32)
     fn = _combined(n, classes * n, 0.5, 0.2, clip_boxes=False)
     got, want = _run_both(fn, [boxes, scores])
+    for backend, native in _native_lowerings(fn, [boxes, scores]).items():
+        for k, (a, b) in enumerate(zip(native, got, strict=True)):  # same order of ties
+            np.testing.assert_array_equal(a, b, err_msg=f"{backend} lowering, output {k}")
     np.testing.assert_array_equal(got[3], want[3])
     np.testing.assert_array_equal(got[1], want[1])  # scores sorted: equal as sequences
 

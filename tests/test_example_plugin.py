@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import pathlib
@@ -39,27 +40,33 @@ def _pip_install(source: pathlib.Path, target: pathlib.Path) -> None:
         raise AssertionError(f"pip install failed:\n{done.stdout}\n{done.stderr}")
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory) -> Iterator[Registry]:
-    """The registry after installing the example into a temporary directory."""
-    assert "Digamma" not in reset_registry().supported_ops()
-    assert not _installed_in_venv()
-    work = tmp_path_factory.mktemp("example_plugin")
+@contextlib.contextmanager
+def installed(example: pathlib.Path, module: str, work: pathlib.Path) -> Iterator[None]:
+    """The package at ``example`` pip-installed into ``work`` and importable, for the block."""
     source, target = work / "src", work / "site"
     # building writes build/ and *.egg-info next to the sources: build a copy
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns(
+    shutil.copytree(example, source, ignore=shutil.ignore_patterns(
         "build", "*.egg-info", "__pycache__"))
     _pip_install(source, target)
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
     try:
-        yield reset_registry()  # loads the tftrt entry points, the example's among them
+        yield
     finally:
         sys.path.remove(str(target))
-        for name in [m for m in sys.modules if m == MODULE or m.startswith(MODULE + ".")]:
+        for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
             del sys.modules[name]
         importlib.invalidate_caches()
-        restored = reset_registry()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Iterator[Registry]:
+    """The registry after installing the example into a temporary directory."""
+    assert "Digamma" not in reset_registry().supported_ops()
+    assert not _installed_in_venv()
+    with installed(EXAMPLE, MODULE, tmp_path_factory.mktemp("example_plugin")):
+        yield reset_registry()  # loads the tftrt entry points, the example's among them
+    restored = reset_registry()
     assert "Digamma" not in restored.supported_ops()
     assert restored.converter_plugin("Softplus") != "example"
     assert not _installed_in_venv()

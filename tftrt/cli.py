@@ -1,4 +1,5 @@
-"""The ``tftrt`` command line: convert, summary, report, bench, migrate and demo.
+"""The ``tftrt`` command line: convert, summary, report, bench, migrate,
+compare-partitioners and demo.
 
 Each subcommand lives in its own module (``tftrt.commands``, or a function here);
 ``main`` dispatches and turns a user's mistake into one line on stderr.
@@ -99,6 +100,25 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_partitioners(args: argparse.Namespace) -> int:
+    from tftrt.research import harness
+
+    configs = [harness.parse_config(c) for c in args.config or DEFAULT_CONFIGS]
+    with tempfile.TemporaryDirectory(prefix="tftrt-research-") as workdir:
+        rows = harness.compare(args.models, configs, workdir, backend=args.backend,
+                               precision_mode=args.precision, calls=args.calls,
+                               input_shape=args.input_shape)
+    print(harness.table(rows))
+    for path in harness.write(rows, args.out, {"backend": args.backend,
+                                                "precision": args.precision,
+                                                "calls": args.calls}):
+        print(f"wrote {path}")
+    return 0
+
+
+DEFAULT_CONFIGS = ("native", "union-find@3", "union-find@1", "cost@1")
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="convert an embedded model and measure the speedup")
     demo.add_argument("--backend", default="auto")
@@ -127,6 +147,24 @@ def _add_migrate(sub: argparse._SubParsersAction) -> None:
                      help="default: serving_default, or the model's only signature")
     mig.add_argument("--backend", default="auto")
     mig.set_defaults(func=_migrate)
+
+
+def _add_compare_partitioners(sub: argparse._SubParsersAction) -> None:
+    cmp = sub.add_parser("compare-partitioners",
+                         help="compare partitioners on models: a table and plots")
+    cmp.add_argument("models", nargs="+",
+                     help="SavedModel directories or built-in names (cut-chain, mobilenet_v2, "
+                          "resnet50)")
+    cmp.add_argument("--config", action="append",
+                     help="native or PARTITIONER[/COST_MODEL]@MINIMUM_SEGMENT_SIZE "
+                          f"(repeatable; default {' '.join(DEFAULT_CONFIGS)})")
+    cmp.add_argument("--out", default="partitioner-results")
+    cmp.add_argument("--backend", default="auto")
+    cmp.add_argument("--precision", default="FP32")
+    cmp.add_argument("--calls", type=int, default=200)
+    cmp.add_argument("--input-shape", type=int, nargs="+", default=None,
+                     help="the sample input's shape, for SavedModel directories")
+    cmp.set_defaults(func=_compare_partitioners)
 
 
 MAX_ERROR = 600  # characters of an error line
@@ -167,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (convert, summary, report, bench):
         command.add_parser(sub)
     _add_migrate(sub)
+    _add_compare_partitioners(sub)
     return parser
 
 

@@ -31,3 +31,7 @@ class CalibrationError(TftrtError, ValueError):
 
 class EnvironmentVariableError(TftrtError, ValueError):
     """An environment variable tftrt reads has a value it cannot parse (see tftrt.env)."""
+
+
+class PartitionError(TftrtError, ValueError):
+    """A partitioner or graph pass produced segments that break the partition contract."""

@@ -30,7 +30,7 @@ import onnx
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from tftrt.compiler import capability, codegen
+from tftrt.compiler import capability, codegen, layers
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.freeze import freeze_function
 from tftrt.compiler.lowering import lower_segment, plan_segment
@@ -497,15 +497,20 @@ def trace(fn: Callable[..., object], specs: Sequence[tf.TensorSpec]) -> tuple[ir
 
 
 def lower_function(fn: Callable[..., object], specs: Sequence[tf.TensorSpec],
-                   registry: Registry | None = None) -> onnx.ModelProto:
-    """``fn`` lowered into one ONNX model (every node but its Placeholders)."""
+                   registry: Registry | None = None, backend: str | None = None
+                   ) -> onnx.ModelProto:
+    """``fn`` lowered into one ONNX model (every node but its Placeholders).
+
+    Plugin layers are lowered for ``backend``: kept where it lowers them natively,
+    else decomposed; ``None`` (the default) gives the portable, standard ONNX model.
+    """
     registry = registry or get_registry()
     g, ins, outs = trace(fn, specs)
     members = [n for n in g.nodes if g.nodes[n]["op"] not in ("Placeholder", "NoOp")]
     lowered = lower_segment(g, plan_segment(g, members), registry, "under_test", outputs=outs)
     if [s.ref for s in lowered.inputs] != ins:
         raise AssertionError(f"segment inputs {lowered.inputs} differ from function inputs {ins}")
-    return lowered.model
+    return layers.resolve(lowered.model, registry, backend)
 
 
 def run_onnx(model: onnx.ModelProto, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

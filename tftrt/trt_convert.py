@@ -9,20 +9,23 @@ from __future__ import annotations
 import collections
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import numpy as np
 
 import tftrt.env as env
 import tftrt.progress as progress
 from tftrt.compiler import calibration, precision
-from tftrt.compiler.freeze import load_and_freeze
+from tftrt.compiler.freeze import FrozenModel, load_and_freeze
+from tftrt.compiler.partition import partitioner_name
 from tftrt.compiler.pipeline import CompileOptions, Conversion, compile_model
 from tftrt.errors import CalibrationError, ConversionStateError, InputSpecError
 from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import EngineBackend
 from tftrt.report.nonconversion import emit_nonconversion_report
 from tftrt.report.summary import calibration_note, format_summary
-from tftrt.runtime.executor import ConvertedFunction
+from tftrt.runtime.executor import ConvertedFunction, check_inputs
 from tftrt.specs import PROFILE_STRATEGIES
 from tftrt.specs import as_call as _as_call
 
@@ -95,7 +98,9 @@ class TrtGraphConverterV2:
                  allow_build_at_runtime: bool = True,
                  conversion_params: TrtConversionParams | None = None,
                  backend: str = "auto",
-                 calibration_method: str | None = None) -> None:
+                 calibration_method: str | None = None,
+                 partitioner: str | None = None,
+                 partitioner_options: Mapping[str, Any] | None = None) -> None:
         if conversion_params is not None:
             log.warning("conversion_params is deprecated; pass the parameters directly")
             max_workspace_size_bytes = conversion_params.max_workspace_size_bytes
@@ -133,6 +138,11 @@ class TrtGraphConverterV2:
                         "use_dynamic_shape=True; the graph will be frozen")
             self._freeze = True
         self._backend = select_backend(backend)
+        partitioner = partitioner_name(partitioner)
+        get_registry().partitioner(partitioner)  # unknown names fail here, listing the known
+        if partitioner_options is not None and not isinstance(partitioner_options, Mapping):
+            raise ValueError(f"partitioner_options must be a mapping, got "
+                             f"{type(partitioner_options).__name__}")
         self._input_saved_model_dir = input_saved_model_dir
         self._input_saved_model_tags = list(input_saved_model_tags or DEFAULT_TAGS)
         self._input_saved_model_signature_key = (input_saved_model_signature_key
@@ -145,7 +155,8 @@ class TrtGraphConverterV2:
             maximum_cached_engines=maximum_cached_engines,
             max_workspace_size_bytes=max_workspace_size_bytes,
             use_dynamic_shape=use_dynamic_shape, allow_build_at_runtime=True,
-            profile_strategy=strategy)
+            profile_strategy=strategy, partitioner=partitioner,
+            partitioner_options=dict(partitioner_options or {}))
         self._allow_build_at_runtime = allow_build_at_runtime
         self._use_calibration = use_calibration
         self._conversion: Conversion | None = None
@@ -203,7 +214,8 @@ class TrtGraphConverterV2:
                                    "from the graph's quantization ops")
         frozen = load_and_freeze(self._input_saved_model_dir, self._input_saved_model_tags,
                                  self._input_saved_model_signature_key, freeze=self._freeze)
-        conversion = compile_model(frozen, self._options, get_registry(), self._backend)
+        conversion = compile_model(frozen, self._options, get_registry(), self._backend,
+                                   sample_inputs=self._sample_feeds(frozen))
         emit_nonconversion_report(conversion.nonconversion)
         func = ConvertedFunction(conversion.graph_def, frozen.inputs, frozen.outputs,
                                  conversion.engines, captures=frozen.variables)
@@ -220,6 +232,27 @@ class TrtGraphConverterV2:
 
             write_graph(self._conversion.graph_def, viz)
         return self._converted_func
+
+    def _sample_feeds(self, frozen: FrozenModel) -> list[dict[str, np.ndarray]]:
+        """The partitioner's sample inputs (option ``inputs``, items as for ``build()``),
+        keyed by graph tensor."""
+        input_fn = self._options.partitioner_options.get("inputs")
+        if input_fn is None:
+            return []
+        if not callable(input_fn):
+            raise ValueError("partitioner_options['inputs'] must be a callable yielding "
+                             "inputs, as build()'s input_fn")
+        feeds = []
+        for count, item in enumerate(input_fn()):
+            args, kwargs = _as_call(item)
+            try:
+                arrays = check_inputs(frozen.inputs, args, kwargs)
+            except InputSpecError as exc:
+                raise InputSpecError(f"partitioner_options['inputs'] item {count}: "
+                                     f"{exc}") from None
+            feeds.append({t.ref: np.asarray(a) for t, a in zip(frozen.inputs, arrays,
+                                                               strict=True)})
+        return feeds
 
     def _calibrate(self, conversion: Conversion, func: ConvertedFunction,
                    input_fn: Callable[[], Iterable[Any]]) -> None:
@@ -308,7 +341,7 @@ class TrtGraphConverterV2:
             raise RuntimeError("summary() needs convert() to be called first")
         notes = {name: engine_notes(op) for name, op in self._conversion.engines.items()}
         text = format_summary(self._conversion.graph_def, line_length, detailed, notes)
-        (print_fn or print)(text)
+        (print_fn or print)(text + plan_lines(self._conversion))
 
 
 def engine_notes(op: Any) -> list[str]:
@@ -342,6 +375,19 @@ def shape_notes(op: Any) -> list[str]:
     if op.realization:
         lines.append(f"Runs as: {op.realization}")
     return lines
+
+
+def plan_lines(conversion: Conversion) -> str:
+    """The summary's lines on how the graph was cut: a partitioner other than union-find,
+    and every graph pass that ran, with its effect (nothing when neither applies)."""
+    lines = []
+    if conversion.partitioner != "union-find":
+        lines.append(f"[*] Partitioner: {conversion.partitioner} "
+                     f"(plugin {conversion.partitioner_plugin})")
+    if conversion.passes:
+        lines.append(f"[*] Graph passes run: {len(conversion.passes)}")
+        lines.extend(f"\t- {record.describe()}" for record in conversion.passes)
+    return "".join(line + "\n" for line in lines)
 
 
 def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:

@@ -7,14 +7,27 @@ its engine on ``build()`` or first use, as TF-TRT does.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.compiler import capability, codegen, ir, precision, segment
+from tftrt.compiler import capability, codegen, ir, layers, partition, precision, segment
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
+from tftrt.compiler.passes import run_passes
 from tftrt.plugins.manager import Registry
+from tftrt.plugins.partitioning import DEFAULT_PARTITIONER, PartitionRequest
+from tftrt.plugins.passes import (
+    AFTER_IMPORT,
+    AFTER_SEGMENTATION,
+    BEFORE_SEGMENTATION,
+    PassContext,
+    PassRecord,
+)
 from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.tfgraph import lazy_function_callable
@@ -33,6 +46,8 @@ class CompileOptions:
     profile_strategy: str = "Range"
     max_engines: int | None = None  # None: TF_TRT_MAX_ALLOWED_ENGINES
     denylist: frozenset[str] | None = None  # None: TF_TRT_OP_DENYLIST
+    partitioner: str = DEFAULT_PARTITIONER
+    partitioner_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,6 +60,9 @@ class Conversion:
     onnx_models: dict[str, bytes]
     nonconversion: dict[str, dict[str, int]] = field(default_factory=dict)
     ir: ir.IR | None = None
+    partitioner: str = DEFAULT_PARTITIONER
+    partitioner_plugin: str = ""
+    passes: list[PassRecord] = field(default_factory=list)  # in the order they ran
 
 
 def engine_attrs(opts: CompileOptions) -> dict:
@@ -66,15 +84,44 @@ def engine_attrs(opts: CompileOptions) -> dict:
 
 
 def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
-                  backend: EngineBackend) -> Conversion:
-    """Segment the frozen graph, lower each segment to ONNX and splice in engine nodes."""
+                  backend: EngineBackend,
+                  sample_inputs: Sequence[Mapping[str, np.ndarray]] = ()) -> Conversion:
+    """Segment the frozen graph, lower each segment to ONNX and splice in engine nodes.
+
+    ``sample_inputs`` (feeds keyed by graph tensor) are handed to the partitioner.
+    """
     g = ir.from_graph_def(frozen.graph_def, variable_values=frozen.variable_values)
-    excluded = {ir.parse_input(t.ref)[0] for t in frozen.inputs + frozen.outputs}
+    sig_in = tuple(t.ref for t in frozen.inputs)
+    sig_out = tuple(t.ref for t in frozen.outputs)
+
+    def at(point: str) -> PassContext:
+        return PassContext(point, sig_in, sig_out, opts.partitioner_options)
+
+    g, records = run_passes(g, at(AFTER_IMPORT), registry)
+    excluded = {ir.parse_input(ref)[0] for ref in sig_in + sig_out}
     deny = capability.denylist_from_env() if opts.denylist is None else opts.denylist
     marked = capability.mark_supported(g, registry, excluded, deny, opts.use_dynamic_shape)
+    marked, done = run_passes(marked, at(BEFORE_SEGMENTATION), registry)
+    records += done
+    if done:
+        _mark_unmarked(marked, registry, excluded, deny, opts.use_dynamic_shape)
     counts = capability.nonconversion_counts(marked)
-    segments = [] if opts.minimum_segment_size == -1 else segment.segment_graph(
-        marked, opts.minimum_segment_size, opts.max_engines)
+    plugin = ""
+    segments: list[segment.Segment] = []
+    if opts.minimum_segment_size != -1:
+        cap = segment.max_engines_from_env() if opts.max_engines is None else opts.max_engines
+        request = PartitionRequest(
+            graph=marked, minimum_segment_size=opts.minimum_segment_size, max_engines=cap,
+            backend=backend, registry=registry, precision_mode=opts.precision_mode,
+            dynamic_shape=opts.use_dynamic_shape, options=opts.partitioner_options,
+            sample_inputs=tuple(sample_inputs), variables=frozen.variables or {},
+            inputs=sig_in, outputs=sig_out)
+        marked, result = partition.partition(request, opts.partitioner, registry,
+                                             at(AFTER_SEGMENTATION))
+        records += result.passes
+        segments = result.segments
+        _count(counts, marked, result.capped, segment.cap_reason(cap))
+        plugin = result.plugin
     seq = codegen.next_graph_sequence()
     nodes, onnx_models = [], {}
     for seg in segments:
@@ -83,15 +130,42 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
         try:
             lowered = lower_segment(marked, plan, registry, name,
                                     dynamic_shape=opts.use_dynamic_shape)
+            model = layers.resolve(lowered.model, registry, backend.name, opts.precision_mode)
         except LoweringError as exc:
             log.warning("segment %s stays native: %s", name, exc)
+            _count(counts, marked, seg.nodes, f"Its segment could not be lowered: {exc}")
             continue
-        onnx_models[name] = lowered.model.SerializeToString()
+        onnx_models[name] = model.SerializeToString()
         nodes.append(codegen.EngineNode(name, plan, lowered.inputs, lowered.outputs,
                                         engine_attrs(opts)))
     graph_def = codegen.splice(marked, nodes)
     engines = make_engine_ops(graph_def, onnx_models, nodes, opts, backend)
-    return Conversion(frozen, graph_def, engines, onnx_models, counts, marked)
+    return Conversion(frozen, graph_def, engines, onnx_models, counts, marked,
+                      partitioner=opts.partitioner, partitioner_plugin=plugin, passes=records)
+
+
+def _mark_unmarked(g: ir.IR, registry: Registry, excluded: set[str], deny: frozenset[str],
+                   dynamic_shape: bool) -> None:
+    """Capability marks for the nodes a pass added, and a reason where a pass gave none;
+    the signature's own nodes stay out of engines whatever a pass said."""
+    for n, d in g.nodes(data=True):
+        if n in excluded:
+            d["supported"], d["reason"] = False, capability.EXCLUDED
+        elif "supported" not in d:
+            d["reason"] = capability.node_reason(g, n, registry, frozenset(excluded), deny,
+                                                 dynamic_shape)
+            d["supported"] = d["reason"] is None
+        elif not d["supported"] and not d.get("reason"):
+            d["reason"] = "Kept native by a graph pass"
+
+
+def _count(counts: dict[str, dict[str, int]], g: ir.IR, nodes: frozenset[str],
+           reason: str) -> None:
+    """Add supported ``nodes`` that stay native for ``reason`` to the non-conversion counts."""
+    by_op = Counter(g.nodes[n]["op"] for n in nodes if n in g and not ir.is_const_like(g, n))
+    for op, k in by_op.items():
+        counts.setdefault(op, {})
+        counts[op][reason] = counts[op].get(reason, 0) + k
 
 
 def make_engine_ops(graph_def: graph_pb2.GraphDef, onnx_models: dict[str, bytes],

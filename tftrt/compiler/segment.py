@@ -254,13 +254,37 @@ def order(g: IR, segments: Iterable[Segment]) -> list[Segment]:
     return sorted(segments, key=lambda s: s.first_index(g))
 
 
-def segment_graph(g: IR, minimum_segment_size: int = 3, max_engines: int | None = None
-                  ) -> list[Segment]:
-    """All segmentation passes, in TF-TRT's order, on a capability-marked IR."""
-    segs = cluster(g)
-    segs = drop_const_outputs(g, segs)
+def cap_reason(max_engines: int) -> str:
+    """The non-conversion report's reason for the nodes of segments the engine cap dropped."""
+    return (f"Dropped by the engine cap: only the {max_engines} largest segments become "
+            f"engines (TF_TRT_MAX_ALLOWED_ENGINES={max_engines})")
+
+
+@dataclass(frozen=True)
+class Refined:
+    """Segments after the shared refinements, and the nodes the engine cap kept out."""
+
+    segments: list[Segment]
+    capped: frozenset[str]  # nodes of the segments the engine cap dropped
+
+
+def refine(g: IR, segments: Iterable[Segment], minimum_segment_size: int,
+           max_engines: int) -> Refined:
+    """What every partitioner's segments go through, in TF-TRT's order: constants leaving
+    a segment stay outside, inputless segments go, then the size filter and the cap."""
+    segs = drop_const_outputs(g, segments)
     segs = drop_inputless(g, segs)
     segs = order(g, filter_small(g, segs, minimum_segment_size))
-    segs = cap_engines(g, segs, max_engines_from_env() if max_engines is None else max_engines)
-    log.info("%d segments, effective sizes %s", len(segs), [s.effective_size(g) for s in segs])
-    return segs
+    kept = cap_engines(g, segs, max_engines)
+    capped = frozenset(n for s in segs if s not in kept for n in s.nodes)
+    if log.isEnabledFor(logging.INFO):
+        log.info("%d segments, effective sizes %s", len(kept),
+                 [s.effective_size(g) for s in kept])
+    return Refined(kept, capped)
+
+
+def segment_graph(g: IR, minimum_segment_size: int = 3, max_engines: int | None = None
+                  ) -> list[Segment]:
+    """Union-find clustering and the shared refinements, on a capability-marked IR."""
+    cap = max_engines_from_env() if max_engines is None else max_engines
+    return refine(g, cluster(g), minimum_segment_size, cap).segments

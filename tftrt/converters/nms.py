@@ -1,7 +1,10 @@
 """Non-maximum suppression: CombinedNonMaxSuppression and NonMaxSuppression(V2-V5).
 
-Lowered to standard ONNX (NonMaxSuppression followed by gathers, a scatter and
-a top-k), which every backend runs and TensorRT parses into its NMS layer.
+CombinedNonMaxSuppression becomes one node of the ``tftrt`` ONNX domain, the
+plugin layer of ``tftrt/layers/nms.py``: OpenVINO lowers it natively, every
+other backend runs its portable decomposition into standard ONNX
+(NonMaxSuppression followed by gathers, a scatter and a top-k), which TensorRT
+parses into its NMS layer. The single-class ops lower to standard ONNX directly.
 Boxes are [y1, x1, y2, x2] with corners in any order (``center_point_box=0``),
 as in TensorFlow, and selection uses the same greedy rule: a box is kept if
 its score exceeds the score threshold and its IoU with every box kept before
@@ -20,17 +23,14 @@ may be kept. The single-class ops order ties by box index, as TensorFlow does.
 from __future__ import annotations
 
 import numpy as np
-from onnx import numpy_helper
 
 from tftrt.converters.base import converter, dtype_name, refusal
 from tftrt.converters.context import LoweringContext, NodeInfo, onnx_dtype
+from tftrt.plugins.layers import DOMAIN
 
 F32 = np.dtype(np.float32)
 _INT_DTYPES = frozenset({np.dtype(np.int32), np.dtype(np.int64)})
 _LOWEST = float(np.finfo(np.float32).min)
-
-# A size known at conversion time (int) or computed by the graph (name of an int64 [1]).
-Size = int | str
 
 
 # -- shared checks --------------------------------------------------------------
@@ -77,48 +77,8 @@ def _thresholds(node: NodeInfo, iou_at: int | None, score_at: int | None
 
 # -- graph helpers ------------------------------------------------------------------
 
-def _dim(ctx: LoweringContext, x: str, axis: int, static: int | None, hint: str) -> Size:
-    """Size of axis ``axis`` of ``x``: ``static`` if known, else an int64 [1] tensor."""
-    if static is not None:
-        return int(static)
-    return ctx.node("Shape", [x], start=axis, end=axis + 1, hint=hint)
-
-
-def _as_tensor(ctx: LoweringContext, size: Size) -> str:
-    return ctx.int64s([size]) if isinstance(size, int) else size
-
-
-def _mul(ctx: LoweringContext, a: Size, b: Size, hint: str) -> Size:
-    if isinstance(a, int) and isinstance(b, int):
-        return a * b
-    return ctx.node("Mul", [_as_tensor(ctx, a), _as_tensor(ctx, b)], hint=hint)
-
-
-def _min(ctx: LoweringContext, a: Size, b: Size, hint: str) -> Size:
-    if isinstance(a, int) and isinstance(b, int):
-        return min(a, b)
-    return ctx.node("Min", [_as_tensor(ctx, a), _as_tensor(ctx, b)], hint=hint)
-
-
-def _pad_axis1(ctx: LoweringContext, x: str, rank: int, have: Size, want: Size,
-               hint: str) -> str:
-    """``x`` zero-padded at the end of axis 1 from ``have`` to ``want`` entries."""
-    if isinstance(have, int) and isinstance(want, int):
-        if have == want:
-            return x
-        amount: str = ctx.int64s([want - have])
-    else:
-        amount = ctx.node("Sub", [_as_tensor(ctx, want), _as_tensor(ctx, have)],
-                          hint=f"{hint}/amount")
-    parts = [ctx.int64s([0] * (rank + 1)), amount]
-    if rank > 2:
-        parts.append(ctx.int64s([0] * (rank - 2)))
-    pads = ctx.node("Concat", parts, axis=0, hint=f"{hint}/pads")
-    return ctx.node("Pad", [x, pads], mode="constant", hint=hint)
-
-
-def _nms(ctx: LoweringContext, boxes: str, scores: str, max_per_class: int, iou: float,
-         score: float, hint: str) -> str:
+def onnx_nms(ctx: LoweringContext, boxes: str, scores: str, max_per_class: int, iou: float,
+             score: float, hint: str) -> str:
     """ONNX NonMaxSuppression: selected [M, 3] (batch, class, box) int64."""
     return ctx.node("NonMaxSuppression",
                     [boxes, scores, ctx.int64s([max_per_class], f"{hint}/max_per_class"),
@@ -169,85 +129,24 @@ def _validate_combined(node: NodeInfo) -> str | None:
                         "score_threshold must be constant scalars; float32; the box "
                         "dimension q must be known")
 def convert_combined_nms(ctx: LoweringContext, node: NodeInfo) -> None:
+    """One ``tftrt`` node: the plugin layer of tftrt/layers/nms.py lowers it per backend."""
     params = _combined_params(node)
     assert not isinstance(params, str), params
     per_class, total, iou, score = params
-    name = node.name
-    boxes, scores = ctx.input(node, 0), ctx.input(node, 1)
-    _, n_static, q, _ = node.input_shapes[0]
-    b_static, _, c_static = node.input_shapes[1]
-    batch = _dim(ctx, scores, 0, b_static, f"{name}/batch")
-    num_boxes = _dim(ctx, scores, 1, n_static, f"{name}/num_boxes")
-    num_classes = _dim(ctx, scores, 2, c_static, f"{name}/num_classes")
+    outs = ctx.node(
+        "CombinedNonMaxSuppression", [ctx.input(node, 0), ctx.input(node, 1)], outputs=4,
+        domain=DOMAIN, hint=node.name, max_output_size_per_class=per_class,
+        max_total_size=total, iou_threshold=iou, score_threshold=score,
+        pad_per_class=int(bool(node.attr("pad_per_class", False))),
+        clip_boxes=int(bool(node.attr("clip_boxes", True))),
+        boxes_shape=_dims(node.input_shapes[0]), scores_shape=_dims(node.input_shapes[1]))
+    for slot, out in enumerate(outs):
+        ctx.set_output(node, slot, out)
 
-    by_class = ctx.node("Transpose", [scores], perm=[0, 2, 1], hint=f"{name}/by_class")
-    if q == 1:
-        # one box set per image, shared by the classes
-        nms_boxes = ctx.node("Squeeze", [boxes, ctx.int64s([2])], hint=f"{name}/boxes")
-        nms_scores = by_class  # [B, C, N]
-        source = nms_boxes  # [B, N, 4], picked by box index
-    else:
-        # one box set per (image, class): NMS over B*C "images" of one class each
-        class_boxes = ctx.node("Transpose", [boxes], perm=[0, 2, 1, 3],
-                               hint=f"{name}/class_boxes")  # [B, C, N, 4]
-        shape = ctx.node("Concat", [ctx.int64s([-1]), _as_tensor(ctx, num_boxes),
-                                    ctx.int64s([4])], axis=0, hint=f"{name}/boxes_shape")
-        nms_boxes = ctx.node("Reshape", [class_boxes, shape], hint=f"{name}/boxes")
-        shape = ctx.node("Concat", [ctx.int64s([-1, 1]), _as_tensor(ctx, num_boxes)], axis=0,
-                         hint=f"{name}/scores_shape")
-        nms_scores = ctx.node("Reshape", [by_class, shape], hint=f"{name}/scores")
-        shape = ctx.node("Concat", [_as_tensor(ctx, batch), ctx.int64s([-1, 4])], axis=0,
-                         hint=f"{name}/source_shape")
-        source = ctx.node("Reshape", [class_boxes, shape], hint=f"{name}/source")  # [B, C*N, 4]
 
-    selected = _nms(ctx, nms_boxes, nms_scores, per_class, iou, score, f"{name}/nms")
-    # Kept scores at their (image, class, box) place, -inf elsewhere; then the best
-    # of each image across classes. TopK orders ties by position: class, then box.
-    picked = ctx.node("GatherND", [nms_scores, selected], hint=f"{name}/picked")
-    shape = ctx.node("Shape", [nms_scores], hint=f"{name}/scores_dims")
-    empty = ctx.node("ConstantOfShape", [shape], hint=f"{name}/empty",
-                     value=numpy_helper.from_array(np.array([-np.inf], np.float32)))
-    kept = ctx.node("ScatterND", [empty, selected, picked], hint=f"{name}/kept")
-    flat_shape = ctx.node("Concat", [_as_tensor(ctx, batch), ctx.int64s([-1])], axis=0,
-                          hint=f"{name}/flat_shape")
-    flat = ctx.node("Reshape", [kept, flat_shape], hint=f"{name}/flat")  # [B, C*N]
-
-    size: Size = total
-    if node.attr("pad_per_class", False):
-        size = _min(ctx, total, _mul(ctx, per_class, num_classes, f"{name}/per_class_total"),
-                    f"{name}/size")
-    candidates = _mul(ctx, num_classes, num_boxes, f"{name}/candidates")
-    k = _min(ctx, size, candidates, f"{name}/k")
-    values, index = ctx.node("TopK", [flat, _as_tensor(ctx, k)], outputs=2, axis=1, largest=1,
-                             sorted=1, hint=f"{name}/top")
-    valid = ctx.node("Greater", [values, ctx.const(np.array(-np.inf, np.float32))],
-                     hint=f"{name}/valid")
-    zero = ctx.const(np.array(0.0, np.float32), f"{name}/zero")
-
-    if q == 1:
-        box_index = ctx.node("Mod", [index, _as_tensor(ctx, num_boxes)], hint=f"{name}/box")
-    else:
-        box_index = index
-    chosen = ctx.node("GatherND", [source, ctx.node("Unsqueeze", [box_index, ctx.int64s([2])],
-                                                    hint=f"{name}/box_at")],
-                      batch_dims=1, hint=f"{name}/chosen")  # [B, k, 4]
-    if node.attr("clip_boxes", True):
-        chosen = ctx.node("Clip", [chosen, zero, ctx.const(np.array(1.0, np.float32))],
-                          hint=f"{name}/clipped")
-    valid3 = ctx.node("Unsqueeze", [valid, ctx.int64s([2])], hint=f"{name}/valid3")
-    out_boxes = ctx.node("Where", [valid3, chosen, zero], hint=f"{name}/nmsed_boxes")
-    out_scores = ctx.node("Where", [valid, values, zero], hint=f"{name}/nmsed_scores")
-    classes = ctx.node("Div", [index, _as_tensor(ctx, num_boxes)], hint=f"{name}/class")
-    classes = ctx.node("Cast", [classes], to=onnx_dtype(F32), hint=f"{name}/class_f")
-    out_classes = ctx.node("Where", [valid, classes, zero], hint=f"{name}/nmsed_classes")
-    count = ctx.node("Cast", [valid], to=onnx_dtype(np.int32), hint=f"{name}/valid_i")
-    count = ctx.node("ReduceSum", [count, ctx.int64s([1])], keepdims=0,
-                     hint=f"{name}/valid_detections")
-
-    ctx.set_output(node, 0, _pad_axis1(ctx, out_boxes, 3, k, size, f"{name}/boxes_out"))
-    ctx.set_output(node, 1, _pad_axis1(ctx, out_scores, 2, k, size, f"{name}/scores_out"))
-    ctx.set_output(node, 2, _pad_axis1(ctx, out_classes, 2, k, size, f"{name}/classes_out"))
-    ctx.set_output(node, 3, count)
+def _dims(shape: tuple[int | None, ...]) -> list[int]:
+    """A shape as ONNX ints, -1 for an unknown dimension."""
+    return [-1 if d is None else int(d) for d in shape]
 
 
 # -- NonMaxSuppression (V1) .. NonMaxSuppressionV5: one class ------------------------
@@ -306,7 +205,7 @@ def convert_single_class_nms(ctx: LoweringContext, node: NodeInfo) -> None:
     boxes = ctx.node("Unsqueeze", [ctx.input(node, 0), ctx.int64s([0])], hint=f"{name}/boxes")
     scores = ctx.node("Unsqueeze", [ctx.input(node, 1), ctx.int64s([0, 1])],
                       hint=f"{name}/scores")
-    selected = _nms(ctx, boxes, scores, size, iou, score, f"{name}/nms")
+    selected = onnx_nms(ctx, boxes, scores, size, iou, score, f"{name}/nms")
     index = ctx.node("Gather", [selected, ctx.const(np.array(2, np.int64))], axis=1,
                      hint=f"{name}/index")  # [M] in selection order
     outputs = [index]

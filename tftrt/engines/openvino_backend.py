@@ -54,7 +54,22 @@ def _core():
             # TensorFlow's threads). Fill them here, on one thread.
             ov.Tensor(np.zeros((1,), np.float32)).data  # noqa: B018
             _CORE = ov.Core()
+        _install_layer_extensions(_CORE)
         return _CORE
+
+
+_INSTALLED_LAYERS: set[str] = set()
+
+
+def _install_layer_extensions(core) -> None:
+    """Add the frontend extensions of the plugin layers that lower natively on OpenVINO
+    (``tftrt_plugin_layers``), once per layer and process, before any model is read."""
+    from tftrt.plugins.manager import get_registry
+
+    for op_type, lowering in get_registry().layer_lowerings(OpenVinoBackend.name):
+        if op_type not in _INSTALLED_LAYERS:
+            core.add_extension(lowering.extension())
+            _INSTALLED_LAYERS.add(op_type)
 
 
 def _precision_hint(precision_mode: str) -> str:

@@ -3,6 +3,7 @@
 from tftrt.plugins.hookspecs import hookimpl, hookspec
 from tftrt.plugins.manager import (
     ConverterConflictError,
+    PluginConflictError,
     Registry,
     get_registry,
     reset_registry,
@@ -10,6 +11,7 @@ from tftrt.plugins.manager import (
 
 __all__ = [
     "ConverterConflictError",
+    "PluginConflictError",
     "Registry",
     "get_registry",
     "hookimpl",

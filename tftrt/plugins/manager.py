@@ -1,4 +1,5 @@
-"""The plugin manager and the converter/backend registry built from it."""
+"""The plugin manager and the registry built from it: converters, backends,
+partitioners, cost models, graph passes and plugin layers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import pluggy
 
 import tftrt.env as env
 from tftrt.plugins import hookspecs
+from tftrt.plugins.layers import LayerLowering, PluginLayer
+from tftrt.plugins.partitioning import CostModel, Partitioner
+from tftrt.plugins.passes import PASS_POINTS, GraphPass
 from tftrt.plugins.types import EngineBackend, OpConverter
 
 log = logging.getLogger("tftrt.plugins")
@@ -21,10 +25,16 @@ BUILTIN_PLUGINS = (
     "tftrt.engines.openvino_backend",
     "tftrt.engines.onnxruntime_backend",
     "tftrt.engines.tensorrt_backend",
+    "tftrt.compiler.partitioners",
+    "tftrt.layers.builtin",
 )
 
 
-class ConverterConflictError(RuntimeError):
+class PluginConflictError(RuntimeError):
+    """Two plugins register the same name (a partitioner, pass, layer, ...)."""
+
+
+class ConverterConflictError(PluginConflictError):
     """Two plugins register one op type at the same priority."""
 
 
@@ -41,11 +51,22 @@ class Registry:
         self.plugin_manager = pm
         self._converters: dict[str, _Entry] = {}
         self._backends: dict[str, EngineBackend] = {}
-        for impl in pm.hook.tftrt_op_converters.get_hookimpls():
-            plugin = pm.get_name(impl.plugin) or repr(impl.plugin)
-            for conv in impl.function() or []:
-                for op in conv.op_types:
-                    self._add_converter(op, conv, plugin)
+        for conv, plugin in _contributions(pm, pm.hook.tftrt_op_converters):
+            for op in conv.op_types:
+                self._add_converter(op, conv, plugin)
+        self._partitioners = _by_name(pm, pm.hook.tftrt_partitioners, "partitioner",
+                                      lambda p: p.name)
+        self._cost_models = _by_name(pm, pm.hook.tftrt_cost_models, "cost model",
+                                     lambda m: m.name)
+        self._layers = _by_name(pm, pm.hook.tftrt_plugin_layers, "plugin layer",
+                                lambda layer: layer.op_type)
+        passes = _by_name(pm, pm.hook.tftrt_graph_passes, "graph pass",
+                          lambda p: (p.point, p.name))
+        for (point, name), (_, plugin) in passes.items():
+            if point not in PASS_POINTS:
+                raise ValueError(f"graph pass {name!r} of plugin {plugin!r} names the point "
+                                 f"{point!r}; the points are {list(PASS_POINTS)}")
+        self._passes = sorted(passes.values(), key=lambda e: (e[0].order, e[0].name))
         for impl in pm.hook.tftrt_engine_backends.get_hookimpls():
             for backend in impl.function() or []:
                 if backend.name in self._backends:
@@ -88,6 +109,65 @@ class Registry:
 
     def backend_names(self) -> list[str]:
         return sorted(self._backends)
+
+    def partitioner(self, name: str) -> tuple[Partitioner, str]:
+        """The partitioner called ``name`` and the plugin that registered it."""
+        return _lookup(self._partitioners, name, "partitioner")
+
+    def partitioner_names(self) -> list[str]:
+        return sorted(self._partitioners)
+
+    def cost_model(self, name: str) -> tuple[CostModel, str]:
+        """The cost model called ``name`` and the plugin that registered it."""
+        return _lookup(self._cost_models, name, "cost model")
+
+    def cost_model_names(self) -> list[str]:
+        return sorted(self._cost_models)
+
+    def graph_passes(self, point: str) -> list[tuple[GraphPass, str]]:
+        """The passes of ``point`` with their plugins, in the order they run."""
+        return [(p, plugin) for p, plugin in self._passes if p.point == point]
+
+    def plugin_layer(self, op_type: str) -> PluginLayer | None:
+        entry = self._layers.get(op_type)
+        return entry[0] if entry else None
+
+    def layer_lowerings(self, backend: str) -> list[tuple[str, LayerLowering]]:
+        """(op type, lowering) of every plugin layer with an available lowering for ``backend``."""
+        out = []
+        for op_type, (layer, _) in sorted(self._layers.items()):
+            lowering = layer.lowering(backend)
+            if lowering is not None:
+                out.append((op_type, lowering))
+        return out
+
+
+def _lookup(table: dict, name: str, what: str) -> tuple:
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {what} {name!r}; registered: {sorted(table)}") from None
+
+
+def _contributions(pm: pluggy.PluginManager, hook) -> list[tuple[object, str]]:
+    """Everything the implementations of ``hook`` return, each with its plugin's name."""
+    out = []
+    for impl in hook.get_hookimpls():
+        plugin = pm.get_name(impl.plugin) or repr(impl.plugin)
+        out.extend((item, plugin) for item in impl.function() or [])
+    return out
+
+
+def _by_name(pm: pluggy.PluginManager, hook, what: str, key) -> dict:
+    """key(item) -> (item, plugin) over ``hook``'s contributions; a key twice is a conflict."""
+    found: dict = {}
+    for item, plugin in _contributions(pm, hook):
+        k = key(item)
+        if k in found:
+            raise PluginConflictError(f"{what} {k!r} is registered by {found[k][1]!r} and "
+                                      f"{plugin!r}")
+        found[k] = (item, plugin)
+    return found
 
 
 def make_plugin_manager(extra_plugins: tuple[object, ...] = ()) -> pluggy.PluginManager:

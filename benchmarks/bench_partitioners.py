@@ -1,0 +1,74 @@
+"""Cost-aware partitioner vs union-find vs TF native, side by side in one run.
+
+    python benchmarks/bench_partitioners.py [--backend openvino] [--precision FP32]
+
+The model is the harness's ``cut-chain``: ops without converters every few
+nodes cut it into 21 candidate segments (see tftrt/research/models.py). The
+configurations are TF native (the SavedModel's signature), union-find at
+``minimum_segment_size=3`` (TF-TRT's default), union-find at 1, the
+cost-aware partitioner at 1 with its measured cost model on the build input,
+and union-find at 1000 (no engine at all: what running the converted graph
+costs by itself).
+All are timed in one run, interleaved, medians of many calls. The table and
+plot go to docs/partitioners-benchmark.md and docs/partitioners.png, the raw
+figures to benchmarks/results/partitioners.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tftrt.research import harness  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# union-find@1000 converts nothing: the converted graph's own cost with no engine in it
+CONFIGS = ("native", "union-find@1000", "union-find@3", "union-find@1", "cost@1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="openvino")
+    parser.add_argument("--precision", default="FP32")
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--model", default="cut-chain")
+    args = parser.parse_args()
+    configs = [harness.parse_config(c) for c in CONFIGS]
+    with tempfile.TemporaryDirectory(prefix="tftrt-bench-") as workdir:
+        rows = harness.compare([args.model], configs, workdir, backend=args.backend,
+                               precision_mode=args.precision, calls=args.calls)
+        meta = {"backend": args.backend, "precision": args.precision, "calls": args.calls,
+                "command": "python benchmarks/bench_partitioners.py "
+                           f"--backend {args.backend} --precision {args.precision} "
+                           f"--calls {args.calls}"}
+        written = harness.write(rows, workdir, meta)
+        text = harness.table(rows)
+        print(text)
+        with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
+        shutil.copy(os.path.join(workdir, "results.json"),
+                    ROOT / "benchmarks" / "results" / "partitioners.json")
+        if any(p.endswith(".png") for p in written):
+            shutil.copy(os.path.join(workdir, "partitioners.png"),
+                        ROOT / "docs" / "partitioners.png")
+    doc = ROOT / "docs" / "partitioners-benchmark.md"
+    doc.write_text(
+        "# Partitioners compared: cost-aware vs union-find vs TF native\n\n"
+        "Made by `" + meta["command"] + "` (the research harness, "
+        "`tftrt compare-partitioners`). Model: `" + args.model + "` (tftrt/research/models.py), "
+        f"batch 1; backend {args.backend}, {args.precision}; latency is the median of "
+        f"{args.calls} interleaved calls per configuration, in one run.\n\n" + text +
+        f"\nMachine: {info['meta']['machine']}\n\n![partitioners](partitioners.png)\n",
+        encoding="utf-8")
+    print(f"wrote {doc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Plugin layers: custom ops of the ``tftrt`` ONNX domain with a lowering per backend."""

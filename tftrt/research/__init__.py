@@ -1,0 +1,1 @@
+"""Research tools: comparing partitioners on a set of models (``tftrt compare-partitioners``)."""

@@ -1,0 +1,100 @@
+"""Models the partitioner harness can build by name (random weights, nothing downloaded).
+
+``cut-chain`` is partially convertible by design: a stack of convolution blocks
+where an op without a converter (``BesselI0e``) follows every few nodes, so
+union-find finds about three segments per block, of three kinds: a convolution
+with bias and Relu (heavy, five nodes), a lone convolution (heavy, two nodes:
+below ``minimum_segment_size=3``) and a scale-shift-Relu (elementwise, five
+nodes: cheap enough natively that an engine call does not pay). The others are
+``keras.applications`` models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the harness exports as a SavedModel, and its sample input's shape."""
+
+    name: str
+    export: Callable[[str], None]
+    input_shape: tuple[int, ...]
+
+
+def cut_chain(blocks: int = 7, size: int = 28, channels: int = 64, seed: int = 0):
+    """The ``cut-chain`` model as a tf.function of one NHWC float32 input."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+
+    def kernel(k: int) -> np.ndarray:
+        scale = np.sqrt(2.0 / (k * k * channels))
+        return (rng.standard_normal((k, k, channels, channels)) * scale).astype(np.float32)
+
+    params = [(kernel(3), rng.standard_normal(channels).astype(np.float32) * 0.1, kernel(3),
+               rng.uniform(0.5, 1.5, channels).astype(np.float32),
+               rng.standard_normal(channels).astype(np.float32) * 0.1) for _ in range(blocks)]
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32)])
+    def model(x):
+        h = x
+        for k1, b1, k2, scale, shift in params:
+            h = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, k1, 1, "SAME"), b1))
+            h = tf.math.bessel_i0e(h)  # no converter: cuts the graph
+            h = tf.nn.conv2d(h, k2, 1, "SAME")
+            h = tf.math.bessel_i0e(h)
+            h = tf.nn.relu(h * scale + shift)
+            h = tf.math.bessel_i0e(h)
+        return {"y": h}
+
+    return model
+
+
+def _cut_chain_export(**kwargs) -> Callable[[str], None]:
+    def export(path: str) -> None:
+        import tensorflow as tf
+
+        module = tf.Module()
+        module.f = cut_chain(**kwargs)
+        tf.saved_model.save(module, path, signatures={"serving_default": module.f})
+
+    return export
+
+
+def _keras(factory: str) -> Callable[[str], None]:
+    def export(path: str) -> None:
+        import keras
+
+        keras.utils.set_random_seed(0)
+        getattr(keras.applications, factory)(weights=None).export(path, verbose=False)
+
+    return export
+
+
+MODELS = {
+    "cut-chain": ModelSpec("cut-chain", _cut_chain_export(), (1, 28, 28, 64)),
+    "cut-chain-large": ModelSpec("cut-chain-large", _cut_chain_export(size=56, channels=128),
+                                 (1, 56, 56, 128)),
+    "mobilenet_v2": ModelSpec("mobilenet_v2", _keras("MobileNetV2"), (1, 224, 224, 3)),
+    "resnet50": ModelSpec("resnet50", _keras("ResNet50"), (1, 224, 224, 3)),
+}
+
+
+def export(name_or_path: str, workdir: str) -> tuple[str, tuple[int, ...] | None]:
+    """(SavedModel directory, sample input shape or None) for a model name or a path."""
+    if name_or_path in MODELS:
+        spec = MODELS[name_or_path]
+        path = os.path.join(workdir, spec.name)
+        if not os.path.isdir(path):
+            spec.export(path)
+        return path, spec.input_shape
+    if not os.path.isdir(name_or_path):
+        raise ValueError(f"{name_or_path!r} is neither a SavedModel directory nor one of "
+                         f"{sorted(MODELS)}")
+    return name_or_path, None
