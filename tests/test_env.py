@@ -102,7 +102,7 @@ def test_every_variable_has_its_test() -> None:
 def test_environment_page_is_the_table() -> None:
     page = (ROOT / "docs" / "environment.md").read_text()
     assert env.markdown_table() in page, ("docs/environment.md is out of date: paste "
-                                          "`python -m tftrt.env` into it")
+                                          "`python -m tftrt.report.environment` into it")
 
 
 def test_malformed_values_name_the_variable(monkeypatch) -> None:
@@ -156,8 +156,10 @@ def test_tf_trt_op_fakelist(mlp_dir, monkeypatch, caplog) -> None:
     finally:
         monkeypatch.delenv("TF_TRT_OP_FAKELIST")
         reset_registry()
-    assert "Tanh" not in conv.nonconversion  # it looked convertible...
-    assert not conv.engines  # ...so its segment was planned, and failed to lower
+    assert not conv.engines  # Tanh looked convertible, so its segment was planned...
+    (reason,) = conv.nonconversion["Tanh"]  # ...and failed to lower
+    assert reason.startswith("Its segment could not be lowered: op Tanh is in "
+                             "TF_TRT_OP_FAKELIST")
     assert warnings_about(caplog, "TF_TRT_OP_FAKELIST")
 
 
@@ -227,25 +229,33 @@ def test_tf_trt_experimental_features_unknown_names_are_warned_once(caplog) -> N
     assert len(warnings_about(caplog, "unknown feature 'no_such_thing'")) == 1
 
 
-def test_tf_trt_experimental_features_remove_native_segments(mlp_dir, monkeypatch, tmp_path,
+WIDE = [RNG.standard_normal(s).astype(np.float32) * 0.1 for s in ((16, 256), (256, 16))]
+
+
+def wide(x):
+    return tf.matmul(tf.nn.relu(tf.matmul(x, WIDE[0])), WIDE[1])
+
+
+def test_tf_trt_experimental_features_remove_native_segments(monkeypatch, tmp_path,
                                                              caplog) -> None:
-    x = RNG.random((3, 6), dtype=np.float32)
+    path = export_module(str(tmp_path / "wide"), wide, [tf.TensorSpec([None, 16], tf.float32)])
+    x = RNG.random((3, 16), dtype=np.float32)
     sizes = {}
     for remove in (False, True):
         if remove:
             monkeypatch.setenv("TF_TRT_EXPERIMENTAL_FEATURES", "remove_native_segments")
-        conv = convert(mlp_dir)
+        conv = convert(path)
         conv.build(lambda: [x])
         out = tmp_path / f"remove_{remove}"
         with caplog.at_level(logging.WARNING, "tftrt"):
             conv.save(str(out))
         sizes[remove] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     assert warnings_about(caplog, "saved without native segments")
-    assert sizes[True] < 0.8 * sizes[False], sizes  # each segment held a copy of the weights
+    assert sizes[True] < 0.6 * sizes[False], sizes  # each segment held a copy of the weights
     loaded = tftrt.load(str(out))
     assert loaded.manifest["native_segments"] is False
     got = next(iter(loaded.signatures["serving_default"](x).values())).numpy()
-    np.testing.assert_allclose(got, mlp(x).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, wide(x).numpy(), rtol=1e-5, atol=1e-5)
     assert all(op.native is None and op.stats.engine_calls == 1
                for op in loaded.engines.values())
     plain = tf.saved_model.load(str(out)).signatures["serving_default"]
@@ -477,3 +487,24 @@ def test_tftrt_progress(monkeypatch, capsys) -> None:
     monkeypatch.setenv("TFTRT_PROGRESS", "sometimes")
     with pytest.raises(EnvironmentVariableError, match="TFTRT_PROGRESS"):
         progress.enabled()
+
+
+def test_tftrt_partitioner(monkeypatch) -> None:
+    from tftrt.compiler.partition import partitioner_name
+
+    assert partitioner_name(None) == "union-find"
+    monkeypatch.setenv("TFTRT_PARTITIONER", " singletons ")
+    assert partitioner_name(None) == "singletons"
+    assert partitioner_name("cost") == "cost"  # the argument wins
+    # converting with it: tests/test_partitioners.py
+
+
+def test_tftrt_portable_layers(monkeypatch) -> None:
+    from tftrt.compiler.layers import portable_only
+
+    assert not portable_only("FP32") and portable_only("INT8")
+    monkeypatch.setenv("TFTRT_PORTABLE_LAYERS", "1")
+    assert portable_only("FP32")
+    monkeypatch.setenv("TFTRT_PORTABLE_LAYERS", "2")
+    with pytest.raises(EnvironmentVariableError, match="TFTRT_PORTABLE_LAYERS='2'"):
+        portable_only("FP32")

@@ -9,8 +9,8 @@ uses them), so a test or a notebook may change a variable between calls.
 A malformed value is an ``EnvironmentVariableError`` naming the variable, the
 value and what it accepts; an unknown experimental feature is a warning. A
 variable set for a backend on which it means nothing is reported once per
-backend (``note_backend``). ``python -m tftrt.env`` prints the table of
-docs/environment.md.
+backend (``note_backend``). ``python -m tftrt.report.environment`` prints the
+table of docs/environment.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -154,7 +153,8 @@ LOG_MODULES: dict[str, str] = {
     "convert": "TrtGraphConverterV2: conversion, build, save",
     "freeze": "loading and freezing the SavedModel",
     "capability": "why each node was refused",
-    "segment": "why each segment was cut, dropped or capped",
+    "segment": "why each segment was cut, dropped or capped; partitioners",
+    "passes": "graph passes from plugins",
     "lowering": "each node's converter, and segments that fail to lower",
     "precision": "FP16/INT8 transformations",
     "calibration": "INT8 calibration batches and scales",
@@ -276,6 +276,13 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
              "verbose logs per module (the role TF_CPP_VMODULE plays for TF-TRT): 1 info, "
              "2 debug, e.g. segment=2,lowering=1; a bare level sets every module; read at "
              "import (tftrt.logs.configure() re-reads it)", "logs.py", origin="tftrt"),
+    Variable("TFTRT_PARTITIONER", parse_path, None, "a partitioner's name",
+             "the partitioner when the converter is not given partitioner= (default "
+             "union-find, TF-TRT's algorithm); see docs/plugins.md", "compiler/partition.py",
+             origin="tftrt"),
+    Variable("TFTRT_PORTABLE_LAYERS", parse_bool, False, BOOL_VALUES,
+             "plugin layers (NMS) always take their portable ONNX lowering, even on a "
+             "backend with a native one", "compiler/layers.py", origin="tftrt"),
     Variable("TFTRT_PROGRESS", parse_progress, None, "auto, or " + BOOL_VALUES,
              "progress bars on stderr for engine builds and calibration: auto (default) "
              "shows them when stderr is a terminal", "progress.py", origin="tftrt"),
@@ -290,7 +297,8 @@ def raw(name: str, env: Env | None = None) -> str | None:
     var = VARIABLES[name]
     source = os.environ if env is None else env
     found = [(n, source[n]) for n in (var.name, *var.aliases) if n in source]
-    if len({_canonical(var, v) for _, v in found}) > 1:
+    values = [_canonical(var, v) for _, v in found]
+    if any(v != values[0] for v in values[1:]):
         shown = ", ".join(f"{n}={v!r}" for n, v in found)
         raise EnvironmentVariableError(f"{shown}: these spellings of one variable disagree; "
                                        "set only one")
@@ -379,6 +387,3 @@ def markdown_table() -> str:
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
 
-
-if __name__ == "__main__":
-    sys.stdout.write(markdown_table())
