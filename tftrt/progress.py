@@ -48,6 +48,11 @@ class Bar:
         while not self._stop.wait(REFRESH_S):
             self._tqdm.refresh()
 
+    def set_total(self, total: int) -> None:
+        """The number of steps, once known."""
+        self._tqdm.total = total
+        self._tqdm.refresh()
+
     def update(self, n: int = 1) -> None:
         self._tqdm.update(n)
 

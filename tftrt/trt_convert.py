@@ -409,7 +409,10 @@ def _run_items(func: ConvertedFunction, input_fn: Callable[[], Iterable[Any]],
     """Call ``func`` on every item of ``input_fn()``; the number of items. ``bar`` counts
     the items and shows how many engines ``ops`` have built."""
     count, arity = 0, None
-    for item in input_fn():
+    items = input_fn()
+    if bar is not None and hasattr(items, "__len__"):
+        bar.set_total(len(items))
+    for item in items:
         args, kwargs = _as_call(item)
         names = (len(args), tuple(sorted(kwargs)))
         if arity is None:

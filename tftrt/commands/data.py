@@ -24,11 +24,11 @@ Call = Any  # an array (one positional input) or {input name: array}
 
 def load_calls(path: str, batch: int | None = None) -> list[Call]:
     """The calls stored in ``path`` (see the module docstring)."""
-    if not os.path.isfile(path):
-        raise InputSpecError(f"input data file {path!r} does not exist")
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".npy", ".npz"):
         raise InputSpecError(f"input data file {path!r} must be a .npy or .npz file")
+    if not os.path.isfile(path):
+        raise InputSpecError(f"input data file {path!r} does not exist")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
