@@ -176,9 +176,10 @@ class EngineOp:
 
     def _build(self, key: Key) -> Engine | None:
         start = time.perf_counter()
+        env.note_backend(self.backend.name)
+        aborted = engine_build_aborted()  # a malformed value is the user's error: raised
         try:
-            env.note_backend(self.backend.name)
-            if engine_build_aborted():
+            if aborted:
                 raise EngineError("engine build aborted by TF_TRT_ABORT_CUDA_ENGINE_BUILD "
                                   "(or TF_TRT_ABORT_ENGINE_BUILD)")
             engine = self.backend.build(self.onnx_model, self.build_config(key))
