@@ -508,3 +508,13 @@ def test_tftrt_portable_layers(monkeypatch) -> None:
     monkeypatch.setenv("TFTRT_PORTABLE_LAYERS", "2")
     with pytest.raises(EnvironmentVariableError, match="TFTRT_PORTABLE_LAYERS='2'"):
         portable_only("FP32")
+
+
+def test_tftrt_triton_home(monkeypatch, tmp_path) -> None:
+    from tftrt.serving.triton import default_home
+
+    monkeypatch.delenv("TFTRT_TRITON_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_home().startswith(str(tmp_path / "cache" / "tftrt" / "triton-"))
+    monkeypatch.setenv("TFTRT_TRITON_HOME", str(tmp_path / "triton"))
+    assert default_home() == str(tmp_path / "triton")

@@ -65,7 +65,8 @@ def test_install(monkeypatch, tmp_path, capsys) -> None:
     ns = run_chapter("1-install.md", monkeypatch, tmp_path)
     out = capsys.readouterr().out
     assert "auto picks:" in out and ns["usable"]
-    assert "convert" in ns["_bash"][0][1] and "compare-partitioners" in ns["_bash"][0][1]
+    for command in ("convert", "summary", "report", "bench", "export-triton"):
+        assert command in ns["_bash"][0][1]
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
     text = (GUIDE / "1-install.md").read_text()

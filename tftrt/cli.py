@@ -1,5 +1,6 @@
 """The ``tftrt`` command line: convert, summary, report, bench, migrate,
-compare-partitioners and demo.
+compare-partitioners, demo, and serving behind Triton (export-triton, serve,
+install-triton).
 
 Each subcommand lives in its own module (``tftrt.commands``, or a function here);
 ``main`` dispatches and turns a user's mistake into one line on stderr.
@@ -119,6 +120,12 @@ def _compare_partitioners(args: argparse.Namespace) -> int:
 DEFAULT_CONFIGS = ("native", "union-find@3", "union-find@1", "cost@1")
 
 
+def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
+    from tftrt.serving.commands import add_commands
+
+    add_commands(sub)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="convert an embedded model and measure the speedup")
     demo.add_argument("--backend", default="auto")
@@ -206,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(sub)
     _add_migrate(sub)
     _add_compare_partitioners(sub)
+    _add_serving_commands(sub)
     return parser
 
 

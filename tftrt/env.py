@@ -283,6 +283,10 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("TFTRT_PORTABLE_LAYERS", parse_bool, False, BOOL_VALUES,
              "plugin layers (NMS) always take their portable ONNX lowering, even on a "
              "backend with a native one", "compiler/layers.py", origin="tftrt"),
+    Variable("TFTRT_TRITON_HOME", parse_path, None, "a directory",
+             "where `tftrt install-triton` puts Triton's server, and where `tftrt serve` "
+             "looks for it (default: a directory under the user's cache); see "
+             "docs/deployment.md", "serving/triton.py", origin="tftrt"),
     Variable("TFTRT_PROGRESS", parse_progress, None, "auto, or " + BOOL_VALUES,
              "progress bars on stderr for engine builds and calibration: auto (default) "
              "shows them when stderr is a terminal", "progress.py", origin="tftrt"),
