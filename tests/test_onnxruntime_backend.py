@@ -10,6 +10,7 @@ import pytest
 from tftrt import trt_convert as trt
 from tftrt.engines import ort_providers as prov
 from tftrt.engines.onnxruntime_backend import OnnxRuntimeBackend
+from tftrt.errors import EnvironmentVariableError
 from tftrt.plugins.manager import get_registry
 from tftrt.plugins.types import BuildConfig
 from tftrt.runtime.backends import select_backend
@@ -37,7 +38,8 @@ def test_default_order_puts_tensorrt_first_only_where_it_is_installed(monkeypatc
     assert prov.default_providers([prov.CPU]) == [prov.CPU]
 
 
-def test_requested_providers_come_from_the_argument_then_the_environment(monkeypatch) -> None:
+def test_tftrt_onnxruntime_providers_come_from_the_argument_then_the_environment(
+        monkeypatch) -> None:
     import onnxruntime as ort
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: [prov.CUDA, prov.CPU])
@@ -51,7 +53,7 @@ def test_requested_providers_come_from_the_argument_then_the_environment(monkeyp
         prov.requested_providers("tensorrt,cuda")
 
 
-def test_cuda_graph_setting(monkeypatch) -> None:
+def test_tftrt_onnxruntime_cuda_graph(monkeypatch) -> None:
     monkeypatch.delenv(prov.CUDA_GRAPH_ENV, raising=False)
     assert prov.cuda_graph_wanted(None)
     monkeypatch.setenv(prov.CUDA_GRAPH_ENV, "0")
@@ -59,11 +61,11 @@ def test_cuda_graph_setting(monkeypatch) -> None:
     assert prov.cuda_graph_wanted(True)
 
 
-def test_cuda_provider_options_from_the_environment(monkeypatch) -> None:
+def test_tftrt_onnxruntime_cuda_options(monkeypatch) -> None:
     monkeypatch.setenv(prov.CUDA_OPTIONS_ENV, "prefer_nhwc=1, use_tf32 = 0")
     assert prov.cuda_options() == {"prefer_nhwc": "1", "use_tf32": "0"}
     monkeypatch.setenv(prov.CUDA_OPTIONS_ENV, "prefer_nhwc")
-    with pytest.raises(ValueError, match="key=value pairs.*'prefer_nhwc'"):
+    with pytest.raises(EnvironmentVariableError, match="key=value pairs.*'prefer_nhwc'"):
         prov.cuda_options()
     monkeypatch.delenv(prov.CUDA_OPTIONS_ENV)
     assert prov.cuda_options() == {}

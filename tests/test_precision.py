@@ -86,6 +86,7 @@ def test_int8_calibrates_every_engine_of_a_split_model(digits, fp32_accuracy, mo
     """Two engines around a native op: the second is calibrated on the first's FP32 output."""
     path, x_train, x_test, y_test = digits
     monkeypatch.setenv("TF_TRT_OP_DENYLIST", "MaxPool")
+    monkeypatch.setenv("TFTRT_PROGRESS", "1")  # bars show on a terminal only: force them
     conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, precision_mode="INT8",
                                    minimum_segment_size=2, backend="openvino")
     before = calibration.CALIBRATIONS

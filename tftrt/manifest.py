@@ -78,7 +78,7 @@ INSTANCE = {"shapes": [DIMS], "file": PATH, "sha256": SHA, "precision": STR,
             "machine": Omittable(STR)}
 ENGINE = {"onnx": PATH, "onnx_sha256": SHA, "inputs": [SEGMENT_TENSOR],
           "outputs": [SEGMENT_TENSOR], "instances": [INSTANCE],
-          "profiles": Omittable([PROFILE])}
+          "profiles": Omittable([PROFILE]), "segment_ops": Omittable({str: NON_NEG_INT})}
 SCHEMA = {
     "format": STR, "format_version": (lambda v: type(v) is int, "an integer"),
     "tftrt_version": STR, "signature_key": STR,
@@ -90,6 +90,8 @@ SCHEMA = {
                 "profile_strategy": Omittable((lambda v: v in PROFILE_STRATEGIES + ("Unknown",),
                                                "a profile strategy"))},
     "engines": ({str: ENGINE}),
+    # False: saved with remove_native_segments (plain TensorFlow cannot run the engines)
+    "native_segments": Omittable(BOOL),
 }
 # Optional (null or absent when the model is not one engine end to end): engine input k
 # is signature input inputs[k]; signature output j is engine output outputs[j].

@@ -6,12 +6,13 @@ Separates *what can run in an engine* from *how to partition* (segment.py).
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 import numpy as np
+import tensorflow as tf
 
+import tftrt.env as env
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.compiler.lowering import node_info
@@ -19,15 +20,23 @@ from tftrt.converters.base import dtype_name
 from tftrt.converters.context import onnx_dtype
 from tftrt.plugins.manager import Registry
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.capability")
 
 EXCLUDED = "excluded by segmenter option. Most likely an input or output node."
 DENYLISTED = "Denylisted with the env var TF_TRT_OP_DENYLIST"
+FP_CAST_REJECTED = ("Cast from or to a floating-point type is refused: "
+                    "TF_TRT_EXPERIMENTAL_FEATURES=reject_all_fp_cast_ops")
 
 
-def denylist_from_env(env: dict[str, str] | None = None) -> frozenset[str]:
-    value = (os.environ if env is None else env).get("TF_TRT_OP_DENYLIST", "")
-    return frozenset(s.strip() for s in value.split(",") if s.strip())
+def denylist_from_env(environ: dict[str, str] | None = None) -> frozenset[str]:
+    return env.get("TF_TRT_OP_DENYLIST", environ)
+
+
+def _fp_cast(g: IR, name: str) -> bool:
+    """A Cast whose source or destination type is floating-point."""
+    attrs = irmod.attrs(g, name)
+    return any(t is not None and tf.as_dtype(t).is_floating
+               for t in (attrs.get("SrcT"), attrs.get("DstT")))
 
 
 def _input_problem(dtype: np.dtype | None, shape) -> str | None:
@@ -69,6 +78,8 @@ def node_reason(g: IR, name: str, registry: Registry, excluded: frozenset[str],
     if op in denylist:
         log.warning("Denylisted op %s (node %s) with the env var TF_TRT_OP_DENYLIST", op, name)
         return DENYLISTED
+    if op == "Cast" and env.feature("reject_all_fp_cast_ops") and _fp_cast(g, name):
+        return FP_CAST_REJECTED
     return None
 
 
@@ -77,10 +88,17 @@ def mark_supported(g: IR, registry: Registry, excluded: Iterable[str] = (),
     """A copy of ``g`` whose nodes carry ``supported`` (bool) and ``reason`` (str | None)."""
     out = g.copy()
     excl, deny = frozenset(excluded), frozenset(denylist)
+    debug = log.isEnabledFor(logging.DEBUG)
     for name in out.nodes:
         reason = node_reason(out, name, registry, excl, deny, dynamic_shape)
         out.nodes[name]["supported"] = reason is None
         out.nodes[name]["reason"] = reason
+        if debug and reason is not None:
+            log.debug("%s (%s) refused: %s", name, out.nodes[name]["op"], reason)
+    if log.isEnabledFor(logging.INFO):
+        refused = sum(1 for _, d in out.nodes(data=True) if not d["supported"])
+        log.info("%d of %d nodes can run in an engine", out.number_of_nodes() - refused,
+                 out.number_of_nodes())
     return out
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 from collections.abc import Sequence
 from importlib.util import find_spec
+
+from tftrt import env
 
 PROVIDERS_ENV = "TFTRT_ONNXRUNTIME_PROVIDERS"
 CUDA_GRAPH_ENV = "TFTRT_ONNXRUNTIME_CUDA_GRAPH"
@@ -78,7 +79,7 @@ def requested_providers(explicit: Sequence[str] | str | None) -> list[str]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    spec = explicit if explicit is not None else os.environ.get(PROVIDERS_ENV, "").strip()
+    spec = explicit if explicit is not None else (env.get(PROVIDERS_ENV) or "")
     if not spec:
         return default_providers(available)
     names = provider_names(spec)
@@ -94,21 +95,13 @@ def cuda_graph_wanted(explicit: bool | None) -> bool:
     """CUDA graphs (on by default; ``TFTRT_ONNXRUNTIME_CUDA_GRAPH=0`` turns them off)."""
     if explicit is not None:
         return explicit
-    return os.environ.get(CUDA_GRAPH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return env.get(CUDA_GRAPH_ENV)
 
 
 def cuda_options() -> dict[str, str]:
     """Extra CUDA provider options from ``TFTRT_ONNXRUNTIME_CUDA_OPTIONS``
     (``key=value,key=value``, ONNX Runtime's names: ``prefer_nhwc=1``, ``use_tf32=0``, ...)."""
-    spec = os.environ.get(CUDA_OPTIONS_ENV, "").strip()
-    options = {}
-    for item in filter(None, (i.strip() for i in spec.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"{CUDA_OPTIONS_ENV} must be key=value pairs separated by commas, "
-                             f"got {item!r}")
-        options[key.strip()] = value.strip()
-    return options
+    return dict(env.get(CUDA_OPTIONS_ENV))
 
 
 @functools.cache

@@ -6,18 +6,18 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-import os
 from dataclasses import dataclass
 
 import pluggy
 
+import tftrt.env as env
 from tftrt.plugins import hookspecs
 from tftrt.plugins.layers import LayerLowering, PluginLayer
 from tftrt.plugins.partitioning import CostModel, Partitioner
 from tftrt.plugins.passes import PASS_POINTS, GraphPass
 from tftrt.plugins.types import EngineBackend, OpConverter
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.plugins")
 
 # Loaded when the tftrt distribution's own entry points are not installed
 # (running from a source tree); the same modules the entry points name.
@@ -74,8 +74,7 @@ class Registry:
                     raise ConverterConflictError(
                         f"engine backend {backend.name!r} is registered twice")
                 self._backends[backend.name] = backend
-        fake = os.environ.get("TF_TRT_OP_FAKELIST", "")
-        self.fake_ops = frozenset(s.strip() for s in fake.split(",") if s.strip())
+        self.fake_ops = env.get("TF_TRT_OP_FAKELIST")  # read once, as TF-TRT does
 
     def _add_converter(self, op: str, conv: OpConverter, plugin: str) -> None:
         old = self._converters.get(op)

@@ -17,6 +17,7 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass
 
+from tftrt.env import get as env_value
 from tftrt.errors import TftrtError
 
 PYTRITON = "nvidia-pytriton==0.7.0"
@@ -29,8 +30,9 @@ class ServingError(TftrtError, RuntimeError):
 
 def default_home() -> str:
     """``$TFTRT_TRITON_HOME``, else a directory under the user's cache."""
-    if os.environ.get(HOME_ENV):
-        return os.environ[HOME_ENV]
+    home = env_value(HOME_ENV)
+    if home:
+        return home
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache, "tftrt", "triton-" + PYTRITON.split("==")[1])
 
