@@ -71,3 +71,13 @@ def test_plugins_examples_register_and_work() -> None:
         assert "Atan" in {n.op_type for n in model.graph.node}
     finally:
         reset_registry()
+
+
+def test_gpu_example_serves_without_tensorflow_in_the_call_path(capsys) -> None:
+    ns = run_doc_blocks(DOCS / "gpu.md")
+    served, images = ns["served"], ns["images"]
+    want = ns["model"](images).numpy()
+    (got,) = ns["logits"].values()
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert served.engine.stats.engine_calls == 1
+    assert "onnxruntime on CPUExecutionProvider, precision FP32" in capsys.readouterr().out

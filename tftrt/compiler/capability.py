@@ -6,13 +6,14 @@ Separates *what can run in an engine* from *how to partition* (segment.py).
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import tensorflow as tf
 
+import tftrt.env as env
 from tftrt.compiler import exactness, intervals
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
@@ -22,15 +23,23 @@ from tftrt.converters.context import onnx_dtype
 from tftrt.plugins.manager import Registry
 from tftrt.plugins.types import NumericLimits, numeric_limits
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.capability")
 
 EXCLUDED = "excluded by segmenter option. Most likely an input or output node."
 DENYLISTED = "Denylisted with the env var TF_TRT_OP_DENYLIST"
+FP_CAST_REJECTED = ("Cast from or to a floating-point type is refused: "
+                    "TF_TRT_EXPERIMENTAL_FEATURES=reject_all_fp_cast_ops")
 
 
-def denylist_from_env(env: dict[str, str] | None = None) -> frozenset[str]:
-    value = (os.environ if env is None else env).get("TF_TRT_OP_DENYLIST", "")
-    return frozenset(s.strip() for s in value.split(",") if s.strip())
+def denylist_from_env(environ: dict[str, str] | None = None) -> frozenset[str]:
+    return env.get("TF_TRT_OP_DENYLIST", environ)
+
+
+def _fp_cast(g: IR, name: str) -> bool:
+    """A Cast whose source or destination type is floating-point."""
+    attrs = irmod.attrs(g, name)
+    return any(t is not None and tf.as_dtype(t).is_floating
+               for t in (attrs.get("SrcT"), attrs.get("DstT")))
 
 
 def _input_problem(dtype: np.dtype | None, shape) -> str | None:
@@ -95,6 +104,8 @@ def node_reason(g: IR, name: str, registry: Registry, excluded: frozenset[str],
     if op in denylist:
         log.warning("Denylisted op %s (node %s) with the env var TF_TRT_OP_DENYLIST", op, name)
         return DENYLISTED
+    if op == "Cast" and env.feature("reject_all_fp_cast_ops") and _fp_cast(g, name):
+        return FP_CAST_REJECTED
     return None
 
 
@@ -109,11 +120,19 @@ def mark_supported(g: IR, registry: Registry, excluded: Iterable[str] = (),
     out = g.copy()
     excl, deny = frozenset(excluded), frozenset(denylist)
     facts = backend_facts(out, backend)
+    debug = log.isEnabledFor(logging.DEBUG)
     for name in out.nodes:
         reason = node_reason(out, name, registry, excl, deny, dynamic_shape, facts)
         out.nodes[name]["supported"] = reason is None
         out.nodes[name]["reason"] = reason
-    return keep_complex_inside(out)
+        if debug and reason is not None:
+            log.debug("%s (%s) refused: %s", name, out.nodes[name]["op"], reason)
+    out = keep_complex_inside(out)
+    if log.isEnabledFor(logging.INFO):
+        refused = sum(1 for _, d in out.nodes(data=True) if not d["supported"])
+        log.info("%d of %d nodes can run in an engine", out.number_of_nodes() - refused,
+                 out.number_of_nodes())
+    return out
 
 
 COMPLEX = frozenset({np.dtype(np.complex64), np.dtype(np.complex128)})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
+import tftrt.env as env
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.converters.context import LoweringContext, NodeInfo
@@ -15,6 +17,7 @@ from tftrt.plugins.manager import Registry
 from tftrt.specs import TensorSpec, input_name, output_name
 
 OPSET = 17
+log = logging.getLogger("tftrt.lowering")
 
 
 class LoweringError(RuntimeError):
@@ -124,7 +127,8 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
                 tensors_out: dict[str, str] | None = None) -> onnx.ModelProto:
     """Run the converters of ``infos`` (in topological order) and build the ONNX model;
     ``tensors_out``, if given, receives each TF tensor's ONNX name (in any layout)."""
-    ctx = LoweringContext(opset=OPSET)
+    ctx = LoweringContext(opset=OPSET, keep_layout=not env.get("TF_TRT_ENABLE_LAYOUT_OPTIMIZER"))
+    debug = log.isEnabledFor(logging.DEBUG)
     for k, spec in enumerate(inputs):
         ctx.bind(spec.ref, input_name(k))
         ctx.shapes[spec.ref] = spec.shape
@@ -153,6 +157,9 @@ def run_converters(ctx: LoweringContext, infos: Sequence[NodeInfo], registry: Re
             raise LoweringError(f"no converter for op {info.op} (node {info.name})")
         if info.op in registry.fake_ops:
             raise LoweringError(f"op {info.op} is in TF_TRT_OP_FAKELIST (node {info.name})")
+        if debug:
+            log.debug("%s: %s (%s) by %s.%s", name, info.name, info.op, conv.convert.__module__,
+                      conv.convert.__qualname__)
         try:
             conv.convert(ctx, info)
         except LoweringError:

@@ -32,7 +32,7 @@ from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.tfgraph import lazy_function_callable
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.lowering")
 
 
 @dataclass(frozen=True)

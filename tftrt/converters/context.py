@@ -119,6 +119,8 @@ class LoweringContext:
     """Accumulates one segment's ONNX graph while converters run."""
 
     opset: int = 17
+    # TF_TRT_ENABLE_LAYOUT_OPTIMIZER=0: every tensor is held in its TF layout between ops
+    keep_layout: bool = False
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     # TF tensor "node:slot" -> (onnx name, perm)
@@ -198,7 +200,10 @@ class LoweringContext:
         return self.as_layout(node.inputs[i], perm)
 
     def set_output(self, node: NodeInfo, slot: int, onnx_name: str, perm: Perm = None) -> None:
-        self.tensors[f"{node.name}:{slot}"] = (onnx_name, perm)
+        ref = f"{node.name}:{slot}"
+        self.tensors[ref] = (onnx_name, perm)
+        if self.keep_layout and perm is not None:
+            self.tensors[ref] = (self.as_layout(ref, None), None)
 
     def node(self, op_type: str, inputs: Sequence[str], *, outputs: int = 1,
              hint: str | None = None, domain: str = "", **attrs: Any) -> Any:

@@ -16,10 +16,13 @@ at its optimal shape, which runs about 15-30% faster than the bounded model at
 that shape (MobileNetV2 here). A call runs on the static model of its exact shapes
 if there is one, else on the first bounded model whose range contains them.
 Compiled models keep a pool of inference requests, so threads run concurrently.
+Only the first compiled model of an engine is compiled before build() returns; the
+others compile in the background, and a call that needs one waits for it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import os
@@ -71,9 +74,9 @@ _INSTALLED_LAYERS: set[str] = set()
 def _install_layer_extensions(core) -> None:
     """Add the frontend extensions of the plugin layers that lower natively on OpenVINO
     (``tftrt_plugin_layers``), once per layer and process, before any model is read."""
-    from tftrt.plugins.manager import get_registry
+    from tftrt.plugins.manager import runtime_registry
 
-    for op_type, lowering in get_registry().layer_lowerings(OpenVinoBackend.name):
+    for op_type, lowering in runtime_registry().layer_lowerings(OpenVinoBackend.name):
         if op_type not in _INSTALLED_LAYERS:
             core.add_extension(lowering.extension())
             _INSTALLED_LAYERS.add(op_type)
@@ -111,14 +114,32 @@ def _runs_int8(compiled) -> bool:
     return False
 
 
+# Compiled models an engine needs later than its first are compiled here, in the
+# background, so that build() waits for one compile only.
+_BACKGROUND = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tftrt-openvino")
+
+
 class _Compiled:
-    """One compiled model, the shape range it serves, and its pool of inference requests."""
+    """One compiled model (or its compile in progress), the shape range it serves, and its
+    pool of inference requests."""
 
     def __init__(self, compiled, lo: Shapes | None, hi: Shapes | None) -> None:
-        self.compiled, self.lo, self.hi = compiled, lo, hi
-        self._outputs = list(compiled.outputs)
-        self._idle = [compiled.create_infer_request()]
+        self._source, self.lo, self.hi = compiled, lo, hi
+        self._idle: list = []
+        self._outputs: list | None = None
         self._lock = threading.Lock()
+
+    @property
+    def compiled(self):
+        if isinstance(self._source, concurrent.futures.Future):
+            self._source = self._source.result()  # raises what the compile raised
+        return self._source
+
+    @property
+    def outputs(self) -> list:
+        if self._outputs is None:
+            self._outputs = list(self.compiled.outputs)
+        return self._outputs
 
     @property
     def static(self) -> bool:
@@ -134,7 +155,7 @@ class _Compiled:
             request = self._idle.pop() if self._idle else self.compiled.create_infer_request()
         try:
             result = request.infer(list(inputs))
-            return [np.array(result[o]) for o in self._outputs]
+            return [np.array(result[o]) for o in self.outputs]
         finally:
             with self._lock:
                 self._idle.append(request)
@@ -270,7 +291,9 @@ class OpenVinoBackend:
                 model.reshape({k: ov.PartialShape([ov.Dimension(a, b) for a, b in
                                                     zip(lo[k], hi[k], strict=True)])
                                for k in range(len(lo))})
-            parts.append(_Compiled(_compile(core, model, props), lo, hi))
+            compiled = (_compile(core, model, props) if not parts else
+                        _BACKGROUND.submit(_compile, core, model, props))
+            parts.append(_Compiled(compiled, lo, hi))
         return OpenVinoEngine(parts)
 
     def deserialize(self, data: bytes, config: BuildConfig) -> Engine:
