@@ -128,7 +128,6 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
     """Run the converters of ``infos`` (in topological order) and build the ONNX model;
     ``tensors_out``, if given, receives each TF tensor's ONNX name (in any layout)."""
     ctx = LoweringContext(opset=OPSET, keep_layout=not env.get("TF_TRT_ENABLE_LAYOUT_OPTIMIZER"))
-    debug = log.isEnabledFor(logging.DEBUG)
     for k, spec in enumerate(inputs):
         ctx.bind(spec.ref, input_name(k))
         ctx.shapes[spec.ref] = spec.shape
@@ -149,6 +148,7 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
 
 def run_converters(ctx: LoweringContext, infos: Sequence[NodeInfo], registry: Registry) -> None:
     """Run the converter of each of ``infos`` (in topological order) into ``ctx``."""
+    debug = log.isEnabledFor(logging.DEBUG)
     for info in infos:
         for k, shape in enumerate(info.output_shapes):
             ctx.shapes[f"{info.name}:{k}"] = shape
@@ -158,7 +158,7 @@ def run_converters(ctx: LoweringContext, infos: Sequence[NodeInfo], registry: Re
         if info.op in registry.fake_ops:
             raise LoweringError(f"op {info.op} is in TF_TRT_OP_FAKELIST (node {info.name})")
         if debug:
-            log.debug("%s: %s (%s) by %s.%s", name, info.name, info.op, conv.convert.__module__,
+            log.debug("%s (%s) by %s.%s", info.name, info.op, conv.convert.__module__,
                       conv.convert.__qualname__)
         try:
             conv.convert(ctx, info)
