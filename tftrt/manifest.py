@@ -65,8 +65,10 @@ PATH = (lambda v: isinstance(v, str) and _relative_path(v), "a relative path ins
 SHAPE = (lambda v: v is None or _dims(v), "null or a list of dimensions")
 POS_INT = (lambda v: type(v) is int and v >= 1, "an integer >= 1")
 NON_NEG_INT = (lambda v: type(v) is int and v >= 0, "an integer >= 0")
+# numpy's names, and "string" for tf.string (a signature may take or return strings)
 DTYPE = (lambda v: v in {"float16", "bfloat16", "float32", "float64", "int8", "uint8",
-                         "int16", "int32", "int64", "bool"}, "a tensor dtype name")
+                         "int16", "uint16", "int32", "int64", "bool", "string"},
+         "a tensor dtype name")
 PRECISION = (lambda v: v in ("FP32", "FP16", "INT8"), "FP32, FP16 or INT8")
 
 SIGNATURE_TENSOR = {"name": STR, "ref": STR, "dtype": DTYPE, "shape": SHAPE}

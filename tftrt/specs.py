@@ -53,13 +53,23 @@ class SignatureTensor:
     shape: tuple[int | None, ...] | None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "ref": self.ref, "dtype": np.dtype(self.dtype).name,
+        return {"name": self.name, "ref": self.ref, "dtype": dtype_to_json(self.dtype),
                 "shape": None if self.shape is None else list(self.shape)}
 
     @classmethod
     def from_json(cls, d: dict) -> SignatureTensor:
         shape = None if d["shape"] is None else tuple(d["shape"])
-        return cls(d["name"], d["ref"], np.dtype(d["dtype"]), shape)
+        return cls(d["name"], d["ref"], dtype_from_json(d["dtype"]), shape)
+
+
+def dtype_to_json(dtype: np.dtype) -> str:
+    """numpy's name of ``dtype``; "string" for tf.string (numpy's object dtype)."""
+    dt = np.dtype(dtype)
+    return "string" if dt == np.dtype(object) else dt.name
+
+
+def dtype_from_json(name: str) -> np.dtype:
+    return np.dtype(object) if name == "string" else np.dtype(name)
 
 
 def parse_input(ref: str) -> tuple[str, int, bool]:

@@ -34,7 +34,14 @@ import numpy as np
 
 from tftrt.engines.cpu import isa_signature
 from tftrt.plugins.hookspecs import hookimpl
-from tftrt.plugins.types import BuildConfig, Engine, EngineBackend, ShapeProfile, Shapes
+from tftrt.plugins.types import (
+    BuildConfig,
+    Engine,
+    EngineBackend,
+    NumericLimits,
+    ShapeProfile,
+    Shapes,
+)
 
 _HINT_TO_PRECISION = {"f32": "FP32", "float32": "FP32", "bf16": "BF16", "bfloat16": "BF16",
                       "f16": "FP16", "float16": "FP16"}
@@ -237,8 +244,27 @@ def _ranges(config: BuildConfig) -> list[tuple[Shapes | None, Shapes | None]]:
     return out
 
 
+# Measured on OpenVINO's CPU plugin (tests/test_backend_numerics.py holds it to this):
+# int64 tensors run as int32; these ops are exact on int32 of any magnitude, the others
+# (Div, Mod, Clip, MatMul, Pad, Resize, ReduceSum/Max/Min, ...) compute in float32.
+_EXACT_INTEGER_OPS = frozenset({
+    "Abs", "Add", "And", "ArgMax", "ArgMin", "Cast", "Concat", "ConstantOfShape", "CumSum",
+    "Equal", "Expand", "Flatten", "Gather", "GatherElements", "GatherND", "Greater",
+    "GreaterOrEqual", "Identity", "Less", "LessOrEqual", "Max", "Min", "Mul", "Neg",
+    "NonMaxSuppression", "Not", "Or", "Range", "Reshape", "ScatterElements", "ScatterND",
+    "Shape", "Sign", "Size", "Slice", "Split", "Squeeze", "Sub", "Tile", "TopK", "Transpose",
+    "Unsqueeze", "Where", "Xor"})
+OPENVINO_LIMITS = NumericLimits(narrowed={np.dtype(np.int64): (1 << 31) - 1,
+                                          np.dtype(np.uint64): (1 << 31) - 1},
+                                exact_integer_ops=_EXACT_INTEGER_OPS)
+
+
 class OpenVinoBackend:
     name = "openvino"
+
+    def numeric_limits(self) -> NumericLimits:
+        """int64 runs as int32; some ops compute integers in float32 (see OPENVINO_LIMITS)."""
+        return OPENVINO_LIMITS
 
     def available(self) -> bool:
         return find_spec("openvino") is not None

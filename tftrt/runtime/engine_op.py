@@ -148,7 +148,7 @@ class EngineOp:
         first = key[0]
         shapes = first.opt if len(key) == 1 else tuple(
             tuple(a if all(p.min[k][d] == p.max[k][d] == a for p in key) else None
-                  for d, a in enumerate(first.opt))
+                  for d, a in enumerate(first.opt[k]))
             for k in range(len(first.opt)))
         return BuildConfig(self.precision_mode, shapes, self.max_workspace_size_bytes,
                            profiles=key)

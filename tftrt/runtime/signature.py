@@ -35,6 +35,11 @@ def dtype_of(value: Any) -> np.dtype | None:
             return None
 
 
+def _both_strings(a: np.dtype, b: np.dtype) -> bool:
+    """tf.string is numpy's object dtype; bytes and str arrays are strings too."""
+    return np.dtype(a).kind in "OSU" and np.dtype(b).kind in "OSU"
+
+
 def check_inputs(specs: Sequence[SignatureTensor], args: Sequence[Any],
                  kwargs: Mapping[str, Any]) -> list[Any]:
     """Map positional/keyword arguments onto the signature, checking dtype and shape.
@@ -61,7 +66,7 @@ def check_inputs(specs: Sequence[SignatureTensor], args: Sequence[Any],
         v = values[spec.name]
         dtype = dtype_of(v) if hasattr(v, "shape") else None
         if dtype is not None:
-            if dtype != spec.dtype:
+            if dtype != spec.dtype and not _both_strings(dtype, spec.dtype):
                 raise InputSpecError(f"input {spec.name!r} must have dtype {spec.dtype.name}, "
                                      f"got {dtype.name}")
         else:
