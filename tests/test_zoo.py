@@ -25,7 +25,7 @@ def check(model: ZooModel, m: Measurement) -> None:
     want = model.expected_engines(m.backend)
     assert m.engines == want, (
         f"{model.name}: {m.engines} engines, expected {want}; {m.native_summary()}")
-    assert m.max_error <= model.rtol, f"{model.name}: max error {m.max_error:.3g}"
+    assert m.max_error <= model.tolerance(m.backend), f"{model.name}: max error {m.max_error:.3g}"
     # an engine that builds but fails at run time is a bug, not a fallback
     assert m.run_failures == 0 and m.build_failures == 0, f"{model.name}: engine failures"
     assert m.native_calls == 0, f"{model.name}: engines fell back to their native segments"

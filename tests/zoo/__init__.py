@@ -37,12 +37,16 @@ class ZooModel:
     why: str = ""  # why it is not one engine, or what stays native
     fast: bool = False  # also in the default (fast) test profile
     rtol: float = 1e-4
+    backend_rtol: Mapping[str, float] = field(default_factory=dict)  # where it differs
     # converted with use_dynamic_shape (sequence models), else in implicit batch mode,
     # TF-TRT's default (image models of one size)
     dynamic: bool = True
 
     def expected_native(self, backend: str) -> frozenset[str]:
         return self.native | self.backend_native.get(backend, frozenset())
+
+    def tolerance(self, backend: str) -> float:
+        return self.backend_rtol.get(backend, self.rtol)
 
     def expected_engines(self, backend: str) -> int:
         return self.backend_engines.get(backend, self.engines)
@@ -107,7 +111,13 @@ HUB = [
     _hub("LlamaBackbone", "decoder, rotary positions, grouped-query attention"),
     _hub("MistralBackbone", "decoder, rotary positions, sliding window"),
     _hub("GemmaBackbone", "decoder, rotary positions"),
-    _hub("T5Backbone", "encoder-decoder, relative positions (buckets)"),
+    _hub("T5Backbone", "encoder-decoder, relative positions (buckets)",
+         backend_rtol={"openvino": 3e-3},
+         why="on OpenVINO the decoder differs from TF by about 1e-3: compiled for a static "
+             "shape, OpenVINO fuses the causal mask's (1 - m) * -1e9 with the position bias "
+             "(a constant at a static shape) and loses the bias's low digits (keeping the "
+             "mask's product as an output removes the error); the same engine on "
+             "onnxruntime, or on OpenVINO with dynamic shapes, matches within 4e-7"),
     _hub("BartBackbone", "encoder-decoder"),
     _hub("WhisperBackbone", "audio encoder-decoder"),
     _hub("ViTBackbone", "vision transformer"),
