@@ -113,7 +113,7 @@ HUB = [
     _hub("GemmaBackbone", "decoder, rotary positions"),
     _hub("T5Backbone", "encoder-decoder, relative positions (buckets)",
          backend_rtol={"openvino": 3e-3},
-         why="on OpenVINO the decoder differs from TF by about 1e-3: compiled for a static "
+         why="On OpenVINO the decoder differs from TF by about 1e-3: compiled for a static "
              "shape, OpenVINO fuses the causal mask's (1 - m) * -1e9 with the position bias "
              "(a constant at a static shape) and loses the bias's low digits (keeping the "
              "mask's product as an output removes the error); the same engine on "
