@@ -103,6 +103,21 @@ def test_loop_whose_body_does_not_convert_keeps_its_body_ops_in_engines(tmp_path
         assert op.stats.run_failures == 0
 
 
+def test_lowered_loop_left_without_engines_stays_functional(tmp_path) -> None:
+    """A loop lowered so that its body could convert, whose body then gets no engine
+    (here: segments of at least 50 ops), is compiled again in its functional form."""
+    src = _lgamma_loop(str(tmp_path / "m"))
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=src, use_dynamic_shape=True,
+                                   minimum_segment_size=50)
+    fn = conv.convert()
+    ops = [n.op for n in conv.converted_graph_def.node]
+    assert not conv.engines
+    assert {"While", "StatelessWhile"} & set(ops)
+    assert "Merge" not in ops and "NextIteration" not in ops
+    want = tf.saved_model.load(src).signatures["serving_default"](x=tf.constant(X))["h"]
+    assert max_rel_err(fn(x=X)["h"].numpy(), want.numpy()) < 1e-6
+
+
 def test_loop_shapes_are_what_every_iteration_has(tmp_path) -> None:
     """A lowered loop's body gets known shapes (TensorFlow alone gives unknown ranks)."""
     src = _lgamma_loop(str(tmp_path / "m"))

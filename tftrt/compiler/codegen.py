@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2
 from tensorflow.python.framework import graph_to_function_def
 
+from tftrt.compiler import functions as fnlib
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.compiler.lowering import SegmentPlan
@@ -144,7 +145,9 @@ def splice(g: IR, engines: Sequence[EngineNode]) -> graph_pb2.GraphDef:
         _splice_one(out, engine, fname, renamed)
     gd = irmod.to_graph_def(out)
     gd.library.function.extend(functions)
-    return gd
+    # Freezing kept control flow functional for the converters; what stays native runs
+    # lowered to Switch/Merge again, as TensorFlow runs a tf.function's
+    return fnlib.set_control_flow_lowering(gd, True)
 
 
 def _splice_one(out: IR, engine: EngineNode, fname: str, renamed: dict[str, str]) -> None:

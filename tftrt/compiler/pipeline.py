@@ -89,10 +89,40 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
     """Segment the frozen graph, lower each segment to ONNX and splice in engine nodes.
 
     ``sample_inputs`` (feeds keyed by graph tensor) are handed to the partitioner.
+    Control flow lowered so that its body could convert, but left without an engine
+    inside, is compiled again in its functional form (which TensorFlow runs faster).
     """
+    conversion = _compile(frozen, opts, registry, backend, sample_inputs, frozenset())
+    lowered = conversion.ir.graph.get("lowered", ()) if conversion.ir is not None else ()
+    idle = frozenset(n for n in lowered if not any(
+        _inside(node, n) for e in conversion.engines.values() for node in _segment_nodes(
+            conversion.graph_def, e.name)))
+    if not idle:
+        return conversion
+    log.info("%s kept functional: no engine inside once lowered", ", ".join(sorted(idle)))
+    return _compile(frozen, opts, registry, backend, sample_inputs, idle)
+
+
+def _inside(node: str, control_flow: str) -> bool:
+    """Whether ``node`` came from lowering the control-flow node ``control_flow``."""
+    return node.startswith((f"{control_flow}/", f"Func/{control_flow}/"))
+
+
+def _segment_nodes(graph_def: graph_pb2.GraphDef, engine: str) -> list[str]:
+    """The original node names inside ``engine``'s native segment."""
+    name = codegen.native_segment_name(engine)
+    for f in graph_def.library.function:
+        if f.signature.name == name:
+            return [n.name for n in f.node_def]
+    return []
+
+
+def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
+             backend: EngineBackend, sample_inputs: Sequence[Mapping[str, np.ndarray]],
+             keep_functional: frozenset[str]) -> Conversion:
     g = prepare.prepare(ir.from_graph_def(frozen.graph_def,
                                           variable_values=frozen.variable_values),
-                        frozen, registry, backend, opts.use_dynamic_shape)
+                        frozen, registry, backend, opts.use_dynamic_shape, keep_functional)
     sig_in = tuple(t.ref for t in frozen.inputs)
     sig_out = tuple(t.ref for t in frozen.outputs)
 

@@ -42,8 +42,12 @@ def fold(g: IR, keep: frozenset[str], fold_variable_reads: bool = True) -> IR:
 
 
 def prepare(g: IR, frozen: FrozenModel, registry: Registry, backend: object | None = None,
-            dynamic_shape: bool = False) -> IR:
-    """All passes, in order, for the model ``frozen`` imported as ``g``."""
+            dynamic_shape: bool = False, keep_functional: frozenset[str] = frozenset()) -> IR:
+    """All passes, in order, for the model ``frozen`` imported as ``g``.
+
+    Control-flow nodes in ``keep_functional`` are not lowered even where their functions
+    do not convert; ``g.graph["lowered"]`` lists those that were.
+    """
     g = attach_functions(g, registry, backend, dynamic_shape)
     g = annotate_tables(g, frozen.table_ranges)
     keep = frozenset(parse_input(t.ref)[0] for t in frozen.inputs + frozen.outputs)
@@ -52,11 +56,14 @@ def prepare(g: IR, frozen: FrozenModel, registry: Registry, backend: object | No
     if flow:
         facts = capability.backend_facts(g, backend)
         reasons = {n: capability.node_reason(g, n, registry, frozenset(), frozenset(),
-                                             dynamic_shape, facts) for n in flow}
+                                             dynamic_shape, facts)
+                   for n in flow if n not in keep_functional}
         lowered = controlflow.lower_unconvertible(
             g, reasons, [t.ref for t in frozen.inputs + frozen.outputs],
             frozen.variable_values)
         if lowered is not g:
             g = fold(attach_functions(lowered, registry, backend, dynamic_shape), keep,
                      fold_variable_reads=frozen.frozen)
+            g.graph["lowered"] = tuple(sorted(n for n, why in reasons.items()
+                                              if why is not None))
     return g
