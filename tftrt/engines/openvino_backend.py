@@ -108,8 +108,18 @@ class _Compiled:
     """One compiled model, the shape range it serves, and its pool of inference requests."""
 
     def __init__(self, compiled, lo: Shapes | None, hi: Shapes | None) -> None:
+        import openvino as ov
+
         self.compiled, self.lo, self.hi = compiled, lo, hi
         self._outputs = list(compiled.outputs)
+        self._n_out = len(self._outputs)
+        # Numeric tensors go in and out through the request's own tensors: an input is
+        # shared with OpenVINO, not copied, and the Python-side dispatch of infer(inputs)
+        # (about 0.05 ms a call) is skipped. Strings take OpenVINO's general path.
+        self._lean = all(p.get_element_type().is_static() and
+                         p.get_element_type() != ov.Type.string
+                         for p in list(compiled.inputs) + self._outputs)
+        self._tensor = ov.Tensor
         self._idle = [compiled.create_infer_request()]
         self._lock = threading.Lock()
 
@@ -126,8 +136,18 @@ class _Compiled:
         with self._lock:
             request = self._idle.pop() if self._idle else self.compiled.create_infer_request()
         try:
-            result = request.infer(list(inputs))
-            return [np.array(result[o]) for o in self._outputs]
+            if not self._lean:
+                result = request.infer(list(inputs))
+                return [np.array(result[o]) for o in self._outputs]
+            tensor = self._tensor
+            for k, x in enumerate(inputs):
+                flags = getattr(x, "flags", None)
+                if flags is None or not (flags.c_contiguous and flags.writeable):
+                    x = np.array(x, order="C")  # OpenVINO shares only writeable C arrays
+                request.set_input_tensor(k, tensor(x, shared_memory=True))
+            request.infer()
+            # copied: the request's output buffers are reused by its next call
+            return [request.get_output_tensor(k).data.copy() for k in range(self._n_out)]
         finally:
             with self._lock:
                 self._idle.append(request)
@@ -164,7 +184,9 @@ class OpenVinoEngine:
         return self._parts[0]  # let OpenVINO say what does not fit
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return self._part(tuple(tuple(np.shape(x)) for x in inputs)).run(inputs)
+        if len(self._parts) == 1:
+            return self._parts[0].run(inputs)
+        return self._part(tuple(np.shape(x) for x in inputs)).run(inputs)
 
     def serialize(self) -> bytes:
         """All compiled models of the engine: a JSON header of their shape ranges, then

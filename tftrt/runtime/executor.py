@@ -64,6 +64,57 @@ def _fmt(shape) -> str:
     return str([d if d is not None else None for d in shape])
 
 
+class InputPlan:
+    """The signature's inputs, with the checks of ``check_inputs`` prepared once: a call
+    that gives every input as a numpy array of the right dtype and shape (positionally
+    or by name) is checked in a few comparisons; any other call takes ``check_inputs``."""
+
+    def __init__(self, specs: Sequence[SignatureTensor]) -> None:
+        self.specs = tuple(specs)
+        self.names = tuple(s.name for s in self.specs)
+        self._checks = tuple(
+            (np.dtype(s.dtype), None if s.shape is None else len(s.shape),
+             () if s.shape is None else tuple((k, d) for k, d in enumerate(s.shape)
+                                              if d is not None))
+            for s in self.specs)
+
+    def quick(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[np.ndarray] | None:
+        """The inputs in signature order when they pass the prepared checks, else None."""
+        if kwargs:
+            if args or len(kwargs) != len(self.names):
+                return None
+            try:
+                args = [kwargs[n] for n in self.names]
+            except KeyError:
+                return None
+        elif len(args) != len(self._checks):
+            return None
+        for v, (dtype, rank, fixed) in zip(args, self._checks, strict=True):
+            if type(v) is not np.ndarray or v.dtype != dtype:
+                return None
+            if rank is not None:
+                shape = v.shape
+                if len(shape) != rank:
+                    return None
+                for k, d in fixed:
+                    if shape[k] != d:
+                        return None
+        return list(args)
+
+    def arrays(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+        """Every input checked (``check_inputs``), in signature order."""
+        values = self.quick(args, kwargs)
+        return values if values is not None else check_inputs(self.specs, args, kwargs)
+
+
+def _owned(out: Any, inputs: Sequence[Any]) -> np.ndarray:
+    """``out`` as an array no one else holds (an engine's fresh output is; one that views
+    memory, or is an input handed back, is copied), so a tensor may adopt it."""
+    if type(out) is np.ndarray and out.base is None and all(out is not x for x in inputs):
+        return out
+    return np.array(out)
+
+
 def _resolve_identity(graph_def: graph_pb2.GraphDef, ref: str) -> str:
     """Follow Identity nodes back from tensor ``ref``."""
     nodes = {n.name: n for n in graph_def.node}
@@ -93,6 +144,7 @@ class ConvertedFunction:
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
         self.engines = dict(engines)
+        self._plan = InputPlan(self.inputs)
         self._fast = self._whole_model_plan()
         self._tf_fn = None
         self._binding: tfgraph.PyFuncBinding | None = None
@@ -127,23 +179,30 @@ class ConvertedFunction:
             if name != engine.name:
                 return None
             out_ports.append(slot)
-        return engine.name, in_order, out_ports
+        identity = in_order == list(range(len(self.inputs)))
+        return (self.engines[engine.name], None if identity else tuple(in_order),
+                tuple((spec.name, p) for spec, p in zip(self.outputs, out_ports, strict=True)))
 
     # -- calling --------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, tf.Tensor]:
-        values = check_inputs(self.inputs, args, kwargs)
-        if self._fast is not None:
-            name, in_order, out_ports = self._fast
-            arrays = [np.asarray(values[k]) for k in in_order]
-            outs = self.engines[name](arrays)
-            return {spec.name: tf.convert_to_tensor(outs[p])
-                    for spec, p in zip(self.outputs, out_ports, strict=True)}
+        fast = self._fast
+        if fast is not None:
+            op, in_order, out_ports = fast
+            values = self._plan.quick(args, kwargs)
+            if values is None:
+                values = [np.asarray(v) for v in check_inputs(self.inputs, args, kwargs)]
+            arrays = values if in_order is None else [values[k] for k in in_order]
+            outs = op(arrays)
+            adopt = tfgraph.adopt
+            return {name: adopt(_owned(outs[p], arrays)) for name, p in out_ports}
+        values = self._plan.arrays(args, kwargs)
         if self._tf_fn is None:
             with self._tf_fn_lock:  # one function (and py-func binding) for all threads
                 if self._tf_fn is None:
                     self._tf_fn = self._build_tf_function()
         try:
-            results = self._tf_fn(*[tf.convert_to_tensor(v) for v in values])
+            results = self._tf_fn(*[v if isinstance(v, tf.Tensor) else
+                                    tfgraph.adopt(np.array(v)) for v in values])
         except tf.errors.OpError:
             error, self._binding.error = self._binding.error, None
             if error is not None:
@@ -158,8 +217,7 @@ class ConvertedFunction:
             op = self.engines.get(node.name)
             if op is None:  # no runtime: the node runs its native segment
                 return tfgraph.engine_as_native_call(node)
-            out_dtypes = [tf.as_dtype(s.dtype) for s in op.outputs]
-            return tfgraph.engine_as_pyfunc(node, binding.token(op, out_dtypes))
+            return tfgraph.engine_as_pyfunc(node, binding.token(op))
 
         gd = tfgraph.rewrite_engines(self.graph_def, bind)
         self._binding = binding  # keeps the callbacks alive as long as this function
