@@ -20,6 +20,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
+from tftrt.compiler import standins
 from tftrt.errors import SavedModelError
 from tftrt.specs import SignatureTensor
 
@@ -123,7 +124,7 @@ def freeze_function(func, signature_key: str, freeze: bool = True) -> FrozenMode
         node.device = ""
     inputs = tuple(_tensor(n, t) for n, t in zip(in_names, in_tensors, strict=True))
     outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
-    optimized = run_grappler(graph_def, [t.ref for t in inputs + outputs])
+    optimized = optimize(graph_def, [t.ref for t in inputs + outputs])
     keep = {t.ref.split(":")[0] for t in inputs + outputs}
     pruned = prune_dead_nodes(_drop_controls_on(optimized, set(variables)), keep)
     live = {n.name for n in pruned.node}
@@ -198,8 +199,10 @@ def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:
     return SignatureTensor(name, _ref(t.name), np.dtype(t.dtype.as_numpy_dtype), shape)
 
 
-def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2.GraphDef:
-    """Constant folding, function inlining, pruning and arithmetic, keeping ``fetches``."""
+def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
+                 optimizers: Sequence[str] = GRAPPLER_OPTIMIZERS) -> graph_pb2.GraphDef:
+    """Constant folding, function inlining, pruning and arithmetic (or ``optimizers``),
+    keeping ``fetches``."""
     meta = meta_graph_pb2.MetaGraphDef()
     meta.graph_def.CopyFrom(graph_def)
     fetch = meta.collection_def["train_op"]
@@ -207,10 +210,24 @@ def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph
         fetch.node_list.value.append(ref)
     config = config_pb2.ConfigProto()
     rw = config.graph_options.rewrite_options
-    rw.optimizers.extend(GRAPPLER_OPTIMIZERS)
+    rw.optimizers.extend(optimizers)
     rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rw.remapping = rewriter_config_pb2.RewriterConfig.OFF
     return tf_optimizer.OptimizeGraph(config, meta, graph_id=b"tf_graph")
+
+
+def optimize(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2.GraphDef:
+    """``run_grappler`` with large weights stood in (``compiler/standins.py``): ops computed
+    from constants alone are folded first, on a graph of just them; then the graph
+    without its large weights is optimized and the weights are put back. Edits
+    ``graph_def`` in place."""
+    large = {n.name for n in graph_def.node if standins.is_large(n)}
+    if not large:
+        return run_grappler(graph_def, fetches)
+    graph_def = standins.fold_constant_closure(
+        graph_def, large, lambda sub, fetch: run_grappler(sub, fetch, ("constfold",)))
+    small, consts = standins.stand_in(graph_def)
+    return standins.restore(run_grappler(small, fetches), consts)
 
 
 def load_and_freeze(saved_model_dir: str, tags: Sequence[str], signature_key: str,
