@@ -227,7 +227,9 @@ def optimize(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2
     graph_def = standins.fold_constant_closure(
         graph_def, large, lambda sub, fetch: run_grappler(sub, fetch, ("constfold",)))
     small, consts = standins.stand_in(graph_def)
-    return standins.restore(run_grappler(small, fetches), consts)
+    optimized = standins.restore(run_grappler(small, fetches), consts)
+    # Grappler keeps Placeholders that nothing reads: drop those that stood in
+    return prune_dead_nodes(optimized, {f.split(":")[0] for f in fetches})
 
 
 def load_and_freeze(saved_model_dir: str, tags: Sequence[str], signature_key: str,

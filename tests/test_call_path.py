@@ -1,0 +1,114 @@
+"""The per-call path: prepared input checks, remembered engine picks, engine nodes as
+PyFunc, OpenVINO requests sharing inputs, outputs no one else holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import export_module
+from tftrt import trt_convert as trt
+from tftrt.errors import InputSpecError
+from tftrt.runtime import tfgraph
+from tftrt.runtime.cache import EngineCache
+from tftrt.runtime.executor import InputPlan
+from tftrt.specs import SignatureTensor
+
+RNG = np.random.default_rng(0)
+W1 = RNG.standard_normal((8, 8)).astype(np.float32)
+W2 = RNG.standard_normal((8, 8)).astype(np.float32)
+
+
+def mlp(x):
+    return {"y": tf.matmul(tf.nn.relu(tf.matmul(x, W1)), W2)}
+
+
+def two_engines(x):
+    h = tf.nn.relu(tf.matmul(tf.nn.relu(tf.matmul(x, W1)), W2))
+    h = tf.math.bessel_i0e(h)  # no converter: stays native between the engines
+    return {"y": tf.nn.relu(tf.matmul(tf.nn.relu(tf.matmul(h, W2)), W1))}
+
+
+def _converted(tmp_path, fn, shape=(None, 8)):
+    path = export_module(str(tmp_path / "m"), fn, [tf.TensorSpec(list(shape), tf.float32)])
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, backend="openvino")
+    return conv, conv.convert()
+
+
+def test_input_plan_takes_exact_arrays_and_leaves_the_rest_to_check_inputs() -> None:
+    plan = InputPlan([SignatureTensor("x", "x:0", np.dtype(np.float32), (None, 8))])
+    x = np.zeros((2, 8), np.float32)
+    assert plan.quick((x,), {})[0] is x
+    assert plan.quick((), {"x": x})[0] is x
+    for args, kwargs in [((x.astype(np.float64),), {}), ((np.zeros((2, 7), np.float32),), {}),
+                         ((x, x), {}), ((), {"z": x}), (([[0.0] * 8],), {})]:
+        assert plan.quick(args, kwargs) is None
+    with pytest.raises(InputSpecError, match="shape"):
+        plan.arrays((np.zeros((2, 7), np.float32),), {})
+
+
+def test_whole_model_outputs_are_fresh_tensors(tmp_path) -> None:
+    conv, fn = _converted(tmp_path, mlp)
+    assert fn.runs_without_tensorflow
+    x = RNG.standard_normal((3, 8)).astype(np.float32)
+    want = mlp(x)["y"].numpy()
+    first = fn(x)["y"]
+    x[:] = 0  # the caller's array changing afterwards changes no result
+    second = fn(x)["y"]
+    np.testing.assert_allclose(first.numpy(), want, rtol=1e-5, atol=1e-5)
+    assert isinstance(first, tf.Tensor) and not np.allclose(first.numpy(), second.numpy())
+    ro = RNG.standard_normal((3, 8)).astype(np.float32)[:, ::1]
+    ro.setflags(write=False)  # OpenVINO shares only writeable arrays: this one is copied
+    np.testing.assert_allclose(fn(ro)["y"].numpy(), mlp(ro)["y"].numpy(), rtol=1e-5,
+                               atol=1e-5)
+    strided = np.asfortranarray(RNG.standard_normal((3, 8)).astype(np.float32))
+    np.testing.assert_allclose(fn(strided)["y"].numpy(), mlp(strided)["y"].numpy(),
+                               rtol=1e-5, atol=1e-5)
+    (op,) = conv.engines.values()
+    assert op.stats.engine_calls == 4 and op.stats.native_calls == 0
+
+
+def test_engines_in_a_graph_run_as_pyfunc_and_count_their_calls(tmp_path) -> None:
+    conv, fn = _converted(tmp_path, two_engines)
+    assert len(conv.engines) == 2 and not fn.runs_without_tensorflow
+    x = RNG.standard_normal((2, 8)).astype(np.float32)
+    for _ in range(3):
+        np.testing.assert_allclose(fn(x)["y"].numpy(), two_engines(x)["y"].numpy(),
+                                   rtol=1e-4, atol=1e-5)
+    graph = fn._tf_fn.function.graph  # noqa: SLF001
+    assert sorted(op.type for op in graph.get_operations()
+                  if op.name in conv.engines) == ["PyFunc", "PyFunc"]
+    for op in conv.engines.values():
+        assert op.stats.engine_calls == 3 and op.stats.builds == 1
+
+
+def test_cache_remembers_its_pick_until_its_engines_change() -> None:
+    from tftrt.plugins.types import ShapeProfile
+
+    cache = EngineCache(2)
+    small = (ShapeProfile(((1, 8),), ((4, 8),), ((4, 8),)),)
+    big = (ShapeProfile(((1, 8),), ((16, 8),), ((16, 8),)),)
+    cache.put(big, "big")
+    assert cache.hit(((2, 8),)) is None  # nothing picked yet
+    rank = lambda k: k[0].max  # noqa: E731
+    assert cache.acquire(((2, 8),), big, lambda: None, may_build=False, exclusive=False,
+                         rank=rank) == "big"
+    assert cache.hit(((2, 8),)) == "big"
+    cache.put(small, "small")  # a better engine for those shapes: the pick is forgotten
+    assert cache.hit(((2, 8),)) is None
+    assert cache.acquire(((2, 8),), small, lambda: None, may_build=False, exclusive=False,
+                         rank=rank) == "small"
+    assert cache.hit([[2, 8]]) is None  # shapes as lists are never remembered as such
+
+
+def test_adopt_and_graph_function_flat_call() -> None:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    t = tfgraph.adopt(a)
+    np.testing.assert_array_equal(t.numpy(), a)
+    gd = tf.function(lambda x: tf.identity(x * 2.0, name="y"),
+                     input_signature=[tf.TensorSpec([None, 3], tf.float32)]
+                     ).get_concrete_function().graph.as_graph_def()
+    fn = tfgraph.graph_function(gd, ["x:0"], ["y:0"])
+    (out,) = fn(t)
+    np.testing.assert_array_equal(out.numpy(), a * 2)
