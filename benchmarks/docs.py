@@ -40,6 +40,9 @@ def write(results: pathlib.Path, out: pathlib.Path, quick: bool = False) -> None
         plots = report.plot(rows, str(out))
         parts.append("## Headline: tftrt against the best engine given the whole model\n")
         parts.append(report.headline_table(rows) + "\n")
+        notes = pathlib.Path(__file__).with_name("notes.md")
+        if notes.is_file() and not quick:  # what the figures say, written by a person
+            parts.append(notes.read_text(encoding="utf-8"))
         for p in plots:
             parts.append(f"![{os.path.basename(p)}]({os.path.basename(p)})\n")
         for model, meta in zip(dict.fromkeys(r["model"] for r in rows), metas, strict=False):

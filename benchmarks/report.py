@@ -105,6 +105,7 @@ def plot(rows: Sequence[Mapping], out_dir: str) -> list[str]:
                                    and r["candidate"] != "TF native"))
         fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(models)), 4.8))
         width = 0.8 / max(1, len(names))
+        colors = plt.get_cmap("tab20").colors
         for k, name in enumerate(names):
             ys = []
             for m in models:
@@ -114,12 +115,16 @@ def plot(rows: Sequence[Mapping], out_dir: str) -> list[str]:
                              r["batch"] == b and r["candidate"] == name), None)
                 ys.append(native / mine if native and mine else 0.0)
             xs = [i + (k - len(names) / 2) * width + width / 2 for i in range(len(models))]
-            style = {"edgecolor": "black", "linewidth": 0.6} if name.startswith("tftrt") else {}
-            ax.bar(xs, ys, width, label=name, **style)
+            ours = name.startswith("tftrt")
+            ax.bar(xs, ys, width, label=name, color=colors[k % len(colors)],
+                   edgecolor="black", linewidth=0.8 if ours else 0.3,
+                   hatch=None if ours else "//")
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_xticks(range(len(models)), models, rotation=15)
-        ax.set_ylabel("speedup over TF native (p50)")
-        ax.set_title(f"Batch {b}: speedup over TensorFlow's own SavedModel signature")
+        ax.set_ylabel("speedup over TF native (p50), log scale")
+        ax.set_yscale("log")
+        ax.set_title(f"Batch {b}: speedup over TensorFlow's SavedModel signature "
+                     "(hatched: peers; solid: tftrt)")
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         path = os.path.join(out_dir, f"speedup_b{b}.png")

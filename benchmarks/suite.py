@@ -100,7 +100,9 @@ def _tftrt(path: str, backend: str, precision: str, feeds: dict[int, dict[str, n
             maximum_cached_engines=len(feeds))
         fn = conv.convert(calibration_input_fn=(lambda: iter(calibration))
                           if precision == "INT8" else None)
-        conv.build(lambda: iter([feeds[b] for b in sorted(feeds, reverse=True)]))
+        # smallest first: each batch gets its own engine (an engine of batch N would
+        # serve smaller batches too, on its slower bounded-dynamic model)
+        conv.build(lambda: iter([feeds[b] for b in sorted(feeds)]))
         return conv, fn
 
     (conv, fn), seconds, peak = _measure(make)
@@ -216,7 +218,7 @@ def compare(model: zoo.Model, workdir: str, batches: Sequence[int], calls: int,
     for b in batches:
         fns = [c.runs[b] for c in cands]
         want = _first_output(fns[0]())
-        samples = interleaved_samples(fns, max(10, calls // b), budget_s=budget_s)
+        samples = interleaved_samples(fns, max(20, calls // b), budget_s=budget_s)
         for c, t in zip(cands, samples, strict=True):
             s = summary(t)
             try:

@@ -112,3 +112,18 @@ def test_adopt_and_graph_function_flat_call() -> None:
     fn = tfgraph.graph_function(gd, ["x:0"], ["y:0"])
     (out,) = fn(t)
     np.testing.assert_array_equal(out.numpy(), a * 2)
+
+
+def test_small_openvino_engines_run_on_one_thread_and_keep_it_when_saved(tmp_path) -> None:
+    from tftrt.engines.openvino_backend import SMALL_ENGINE_MACS, multiply_adds
+
+    conv, fn = _converted(tmp_path, mlp, shape=(4, 8))
+    x = RNG.standard_normal((4, 8)).astype(np.float32)
+    conv.build(lambda: [[x]])
+    (op,) = conv.engines.values()
+    assert multiply_adds(op.onnx_model) == 2 * 4 * 8 * 8 < SMALL_ENGINE_MACS
+    ((key, engine),) = op.engines()
+    assert engine.threads == "1"
+    again = op.backend.deserialize(engine.serialize(), op.build_config(key))
+    assert again.threads == "1"
+    np.testing.assert_allclose(again.run([x])[0], mlp(x)["y"].numpy(), rtol=1e-5, atol=1e-5)
