@@ -12,7 +12,7 @@ from tftrt import trt_convert as trt
 from tftrt.errors import InputSpecError
 from tftrt.runtime import tfgraph
 from tftrt.runtime.cache import EngineCache
-from tftrt.runtime.executor import InputPlan
+from tftrt.runtime.signature import InputPlan
 from tftrt.specs import SignatureTensor
 
 RNG = np.random.default_rng(0)

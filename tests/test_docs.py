@@ -25,6 +25,14 @@ def test_architecture_plugin_example_registers_a_converter() -> None:
         reset_registry()
 
 
+def test_shapes_example_builds_one_engine(capsys) -> None:
+    ns = run_doc_blocks(DOCS / "shapes.md")
+    (op,) = ns["converter"].engines.values()
+    assert op.stats.builds == 1 and op.stats.engine_calls == 17 and op.stats.native_calls == 0
+    assert op.stats.engine_shapes[((40, 8, 8),)] == 1
+    assert capsys.readouterr().out.strip().endswith("1")
+
+
 def test_precision_int8_example_calibrates(capsys) -> None:
     ns = run_doc_blocks(DOCS / "precision.md")
     (op,) = ns["converter"].engines.values()
@@ -63,3 +71,13 @@ def test_plugins_examples_register_and_work() -> None:
         assert "Atan" in {n.op_type for n in model.graph.node}
     finally:
         reset_registry()
+
+
+def test_gpu_example_serves_without_tensorflow_in_the_call_path(capsys) -> None:
+    ns = run_doc_blocks(DOCS / "gpu.md")
+    served, images = ns["served"], ns["images"]
+    want = ns["model"](images).numpy()
+    (got,) = ns["logits"].values()
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert served.engine.stats.engine_calls == 1
+    assert "onnxruntime on CPUExecutionProvider, precision FP32" in capsys.readouterr().out

@@ -155,6 +155,6 @@ def test_reads_os_environ_and_default_logger(monkeypatch, caplog):
     monkeypatch.setenv(VAR, "1")
     with caplog.at_level(logging.WARNING, logger="tftrt"):
         assert emit_nonconversion_report(COUNTS) == DETAILED
-    assert [r.name for r in caplog.records] == ["tftrt"]
+    assert [r.name for r in caplog.records] == ["tftrt.report"]
     monkeypatch.delenv(VAR)
     assert emit_nonconversion_report(COUNTS) == NORMAL

@@ -7,6 +7,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tftrt._version import __version__
+from tftrt.logs import configure_from_env as _configure_logs
+
+_configure_logs()
 
 
 def supported_ops() -> list[str]:

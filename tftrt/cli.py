@@ -1,15 +1,25 @@
-"""The ``tftrt`` command line: ``tftrt demo``, ``tftrt convert``, ``tftrt migrate`` and
-``tftrt compare-partitioners``."""
+"""The ``tftrt`` command line: convert, summary, report, bench, migrate,
+compare-partitioners, demo, and serving behind Triton (export-triton, serve,
+install-triton).
+
+Each subcommand lives in its own module (``tftrt.commands``, or a function here);
+``main`` dispatches and turns a user's mistake into one line on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from tftrt.commands import bench, convert, data, report, summary
+from tftrt.errors import TftrtError
 
 
 def median_ms(fn: Callable[[], object], calls: int, warmup: int = 5) -> float:
@@ -32,17 +42,7 @@ def interleaved_median_ms(fns: Sequence[Callable[[], object]], calls: int,
     machine kind is a shared VM whose speed drifts); blocks keep each one's
     caches and thread pools warm.
     """
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(max(1, calls // block)):
-        for k, fn in enumerate(fns):
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                times[k].append((time.perf_counter() - t0) * 1e3)
-    return [statistics.median(t) for t in times]
+    return [statistics.median(t) for t in bench.interleaved_times(fns, calls, warmup, block)]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -83,57 +83,6 @@ def _run_demo(args: argparse.Namespace, workdir: str) -> int:
     return 0
 
 
-def _calibration_input_fn(path: str, batch: int) -> Callable[[], object]:
-    """Batches of ``batch`` rows of the array in the .npy file ``path`` (one model input)."""
-    import numpy as np
-
-    data = np.load(path, allow_pickle=False)
-    usable = len(data) // batch * batch
-    if usable == 0:
-        raise SystemExit(f"tftrt: {path} has {len(data)} rows, fewer than one calibration "
-                         f"batch of {batch}")
-    return lambda: ([data[k:k + batch]] for k in range(0, usable, batch))
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from tftrt import trt_convert as trt
-
-    calibrate = args.calibration_data is not None
-    converter = trt.TrtGraphConverterV2(
-        input_saved_model_dir=args.input, input_saved_model_signature_key=args.signature,
-        precision_mode=args.precision, minimum_segment_size=args.minimum_segment_size,
-        use_dynamic_shape=args.dynamic_shape, backend=args.backend,
-        use_calibration=calibrate, calibration_method=args.calibration_method)
-    fn = _calibration_input_fn(args.calibration_data, args.calibration_batch) \
-        if calibrate else None
-    converter.convert(calibration_input_fn=fn)
-    if calibrate and args.dynamic_shape:
-        converter.build(fn)
-    converter.summary()
-    converter.save(args.output, overwrite=args.overwrite)
-    print(f"Saved to {args.output}")
-    return 0
-
-
-def build_data_fn(path: str) -> Callable[[], object]:
-    """Build inputs from a .npz file: one array per signature input name (``x``), or
-    several calls numbered ``x:0``, ``x:1``, ... (one call per number)."""
-    import numpy as np
-
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    if not arrays:
-        raise SystemExit(f"tftrt: {path} holds no arrays")
-    calls: dict[int, dict[str, object]] = {}
-    for key, value in arrays.items():
-        name, sep, k = key.rpartition(":")
-        if sep and k.isdigit():
-            calls.setdefault(int(k), {})[name] = value
-        else:
-            calls.setdefault(0, {})[key] = value
-    return lambda: [calls[k] for k in sorted(calls)]
-
-
 def _migrate(args: argparse.Namespace) -> int:
     import tftrt
 
@@ -146,8 +95,8 @@ def _migrate(args: argparse.Namespace) -> int:
         params["dynamic_shape_profile_strategy"] = args.profile_strategy
     tftrt.migrate(args.input, args.output, backend=args.backend,
                   input_saved_model_signature_key=args.signature,
-                  build_input_fn=build_data_fn(args.build_data) if args.build_data else None,
-                  calibration_input_fn=(build_data_fn(args.calibration_data)
+                  build_input_fn=data.input_fn(args.build_data) if args.build_data else None,
+                  calibration_input_fn=(data.input_fn(args.calibration_data)
                                         if args.calibration_data else None), **params)
     return 0
 
@@ -171,30 +120,20 @@ def _compare_partitioners(args: argparse.Namespace) -> int:
 DEFAULT_CONFIGS = ("native", "union-find@3", "union-find@1", "cost@1")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tftrt", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
+    from tftrt.serving.commands import add_commands
+
+    add_commands(sub)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="convert an embedded model and measure the speedup")
     demo.add_argument("--backend", default="auto")
     demo.add_argument("--calls", type=int, default=50)
     demo.set_defaults(func=_demo)
-    conv = sub.add_parser("convert", help="convert a SavedModel")
-    conv.add_argument("input")
-    conv.add_argument("output")
-    conv.add_argument("--signature", default="serving_default")
-    conv.add_argument("--precision", default="FP32", help="FP32, FP16 or INT8")
-    conv.add_argument("--calibration-data", default=None, metavar="NPY",
-                      help="INT8: calibrate on this .npy array (rows = samples of the one "
-                           "input); without it INT8 takes ranges from the graph's "
-                           "quantization ops")
-    conv.add_argument("--calibration-batch", type=int, default=8)
-    conv.add_argument("--calibration-method", default=None,
-                      help="entropy (default), minmax or percentile")
-    conv.add_argument("--minimum-segment-size", type=int, default=3)
-    conv.add_argument("--dynamic-shape", action="store_true")
-    conv.add_argument("--backend", default="auto")
-    conv.add_argument("--overwrite", action="store_true")
-    conv.set_defaults(func=_convert)
+
+
+def _add_migrate(sub: argparse._SubParsersAction) -> None:
     mig = sub.add_parser("migrate", help="rewrite a SavedModel that TF-TRT wrote as a tftrt "
                                          "SavedModel (plain TensorFlow 2.18+ runs it)")
     mig.add_argument("input")
@@ -215,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="default: serving_default, or the model's only signature")
     mig.add_argument("--backend", default="auto")
     mig.set_defaults(func=_migrate)
+
+
+def _add_compare_partitioners(sub: argparse._SubParsersAction) -> None:
     cmp = sub.add_parser("compare-partitioners",
                          help="compare partitioners on models: a table and plots")
     cmp.add_argument("models", nargs="+",
@@ -230,8 +172,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp.add_argument("--input-shape", type=int, nargs="+", default=None,
                      help="the sample input's shape, for SavedModel directories")
     cmp.set_defaults(func=_compare_partitioners)
-    args = parser.parse_args(argv)
-    return args.func(args)
+
+
+MAX_ERROR = 600  # characters of an error line
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (TensorFlow's: its first line)."""
+    text = str(exc).strip() or type(exc).__name__
+    if _is_tf_error(exc):
+        text = text.splitlines()[0]
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR else text[:MAX_ERROR - 4] + " ..."
+
+
+def _is_tf_error(exc: BaseException) -> bool:
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(exc, tf.errors.OpError)
+
+
+def _user_error(exc: BaseException) -> bool:
+    """A mistake in what the user gave (paths, flags, models, data), not a tftrt bug."""
+    return isinstance(exc, (TftrtError, ValueError, OSError)) or _is_tf_error(exc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tftrt", description="Convert TensorFlow SavedModels so that engines "
+                     "(OpenVINO, ONNX Runtime, TensorRT) run the parts they can, as TF-TRT "
+                     "did; inspect, report and benchmark them.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_demo(sub)
+    for command in (convert, summary, report, bench):
+        command.add_parser(sub)
+    _add_migrate(sub)
+    _add_compare_partitioners(sub)
+    _add_serving_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; a user's mistake is one line on stderr and exit status 1."""
+    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # TensorFlow's C++ info lines
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print(f"tftrt {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        log = logging.getLogger("tftrt.cli")
+        log.debug("tftrt %s failed", args.command, exc_info=True)
+        if _user_error(exc):
+            print(f"tftrt {args.command}: error: {one_line(exc)}", file=sys.stderr)
+            return 1
+        print(f"tftrt {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+              "(TFTRT_LOG=cli=2 shows the traceback; please report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -29,5 +29,9 @@ class CalibrationError(TftrtError, ValueError):
     """INT8 calibration could not run: missing, failing or inconsistent calibration data."""
 
 
+class EnvironmentVariableError(TftrtError, ValueError):
+    """An environment variable tftrt reads has a value it cannot parse (see tftrt.env)."""
+
+
 class PartitionError(TftrtError, ValueError):
     """A partitioner or graph pass produced segments that break the partition contract."""

@@ -65,8 +65,10 @@ PATH = (lambda v: isinstance(v, str) and _relative_path(v), "a relative path ins
 SHAPE = (lambda v: v is None or _dims(v), "null or a list of dimensions")
 POS_INT = (lambda v: type(v) is int and v >= 1, "an integer >= 1")
 NON_NEG_INT = (lambda v: type(v) is int and v >= 0, "an integer >= 0")
+# numpy's names, and "string" for tf.string (a signature may take or return strings)
 DTYPE = (lambda v: v in {"float16", "bfloat16", "float32", "float64", "int8", "uint8",
-                         "int16", "int32", "int64", "bool"}, "a tensor dtype name")
+                         "int16", "uint16", "int32", "int64", "bool", "string"},
+         "a tensor dtype name")
 PRECISION = (lambda v: v in ("FP32", "FP16", "INT8"), "FP32, FP16 or INT8")
 
 SIGNATURE_TENSOR = {"name": STR, "ref": STR, "dtype": DTYPE, "shape": SHAPE}
@@ -78,7 +80,7 @@ INSTANCE = {"shapes": [DIMS], "file": PATH, "sha256": SHA, "precision": STR,
             "machine": Omittable(STR)}
 ENGINE = {"onnx": PATH, "onnx_sha256": SHA, "inputs": [SEGMENT_TENSOR],
           "outputs": [SEGMENT_TENSOR], "instances": [INSTANCE],
-          "profiles": Omittable([PROFILE])}
+          "profiles": Omittable([PROFILE]), "segment_ops": Omittable({str: NON_NEG_INT})}
 SCHEMA = {
     "format": STR, "format_version": (lambda v: type(v) is int, "an integer"),
     "tftrt_version": STR, "signature_key": STR,
@@ -90,7 +92,12 @@ SCHEMA = {
                 "profile_strategy": Omittable((lambda v: v in PROFILE_STRATEGIES + ("Unknown",),
                                                "a profile strategy"))},
     "engines": ({str: ENGINE}),
+    # False: saved with remove_native_segments (plain TensorFlow cannot run the engines)
+    "native_segments": Omittable(BOOL),
 }
+# Optional (null or absent when the model is not one engine end to end): engine input k
+# is signature input inputs[k]; signature output j is engine output outputs[j].
+WHOLE_MODEL = {"engine": STR, "inputs": [NON_NEG_INT], "outputs": [NON_NEG_INT]}
 
 
 def problems(value: Any, schema: Any = None, where: str = "manifest") -> list[str]:
@@ -118,9 +125,39 @@ def problems(value: Any, schema: Any = None, where: str = "manifest") -> list[st
     return [] if ok else [f"{where} must be {what}, got {value!r:.60}"]
 
 
+def plan_problems(manifest: dict) -> list[str]:
+    """How the optional whole-model plan departs from its schema or from the manifest's
+    signature and engines."""
+    plan = manifest.get("whole_model")
+    if plan is None:
+        return []
+    found = problems(plan, WHOLE_MODEL, "manifest.whole_model")
+    if found:
+        return found
+    engine = manifest["engines"].get(plan["engine"])
+    if engine is None:
+        return [f"manifest.whole_model.engine {plan['engine']!r} is not one of the engines"]
+    where = "manifest.whole_model"
+    if len(plan["inputs"]) != len(engine["inputs"]):
+        found.append(f"{where}.inputs must name one signature input for each of the "
+                     f"engine's {len(engine['inputs'])} inputs")
+    if len(plan["outputs"]) != len(manifest["outputs"]):
+        found.append(f"{where}.outputs must name one engine output for each of the "
+                     f"{len(manifest['outputs'])} signature outputs")
+    found += [f"{where}.inputs[{k}] must be < {len(manifest['inputs'])} (the signature's "
+              f"inputs), got {i}" for k, i in enumerate(plan["inputs"])
+              if i >= len(manifest["inputs"])]
+    found += [f"{where}.outputs[{k}] must be < {len(engine['outputs'])} (the engine's "
+              f"outputs), got {o}" for k, o in enumerate(plan["outputs"])
+              if o >= len(engine["outputs"])]
+    return found
+
+
 def validate(manifest: Any, path: str) -> dict:
     """``manifest`` if it matches the schema, else a ``SavedModelError`` listing the problems."""
     found = problems(manifest)
+    if not found:
+        found = plan_problems(manifest)
     if found:
         more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
         raise SavedModelError(f"the manifest {path!r} is malformed: " + "; ".join(found[:5])

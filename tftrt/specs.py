@@ -7,7 +7,9 @@ runtime can run saved engines without it.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,13 +53,23 @@ class SignatureTensor:
     shape: tuple[int | None, ...] | None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "ref": self.ref, "dtype": np.dtype(self.dtype).name,
+        return {"name": self.name, "ref": self.ref, "dtype": dtype_to_json(self.dtype),
                 "shape": None if self.shape is None else list(self.shape)}
 
     @classmethod
     def from_json(cls, d: dict) -> SignatureTensor:
         shape = None if d["shape"] is None else tuple(d["shape"])
-        return cls(d["name"], d["ref"], np.dtype(d["dtype"]), shape)
+        return cls(d["name"], d["ref"], dtype_from_json(d["dtype"]), shape)
+
+
+def dtype_to_json(dtype: np.dtype) -> str:
+    """numpy's name of ``dtype``; "string" for tf.string (numpy's object dtype)."""
+    dt = np.dtype(dtype)
+    return "string" if dt == np.dtype(object) else dt.name
+
+
+def dtype_from_json(name: str) -> np.dtype:
+    return np.dtype(object) if name == "string" else np.dtype(name)
 
 
 def parse_input(ref: str) -> tuple[str, int, bool]:
@@ -97,3 +109,23 @@ def input_name(k: int) -> str:
 def output_name(k: int) -> str:
     """Name of engine output ``k`` (in the ONNX model and the native segment)."""
     return f"TensorRTOutputPH_{k}"
+
+
+def original_op(node: Any) -> str:
+    """The op type a native-segment node had in the input graph (variable reads become
+    Consts marked with the read's op type)."""
+    attr = node.attr.get(ORIGINAL_OP_ATTR)
+    return attr.s.decode() if attr is not None and attr.s else node.op
+
+
+def segment_op_counts(graph_def: Any, node: Any) -> tuple[int, Counter[str]]:
+    """Number of nodes in engine node ``node``'s native segment (a function of
+    ``graph_def``'s library), and their count per op type; (0, empty) without one."""
+    if "segment_func" in node.attr and node.attr["segment_func"].func.name:
+        func_name = node.attr["segment_func"].func.name
+    else:
+        func_name = native_segment_name(node.name)
+    for func in graph_def.library.function:
+        if func.signature.name == func_name:
+            return len(func.node_def), Counter(original_op(n) for n in func.node_def)
+    return 0, Counter()

@@ -8,27 +8,29 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+import tftrt.env as env
+import tftrt.progress as progress
 from tftrt.compiler import calibration, precision
 from tftrt.compiler.freeze import FrozenModel, load_and_freeze
 from tftrt.compiler.partition import partitioner_name
 from tftrt.compiler.pipeline import CompileOptions, Conversion, compile_model
 from tftrt.errors import CalibrationError, ConversionStateError, InputSpecError
 from tftrt.plugins.manager import get_registry
-from tftrt.plugins.types import EngineBackend
 from tftrt.report.nonconversion import emit_nonconversion_report
-from tftrt.report.summary import format_summary
-from tftrt.runtime.executor import ConvertedFunction, check_inputs
+from tftrt.report.summary import calibration_note, format_summary
+from tftrt.runtime.backends import select_backend
+from tftrt.runtime.executor import ConvertedFunction
+from tftrt.runtime.signature import check_inputs
 from tftrt.specs import PROFILE_STRATEGIES
 from tftrt.specs import as_call as _as_call
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.convert")
 
 
 class TrtPrecisionMode:
@@ -65,25 +67,6 @@ DEFAULT_TRT_CONVERSION_PARAMS = TrtConversionParams(
     maximum_cached_engines=1, use_calibration=True, allow_build_at_runtime=True)
 
 
-def _experimental_features() -> set[str]:
-    return {f.strip() for f in os.environ.get("TF_TRT_EXPERIMENTAL_FEATURES", "").split(",")
-            if f.strip()}
-
-
-def select_backend(name: str) -> EngineBackend:
-    """The backend called ``name``; "auto" picks tensorrt, openvino, onnxruntime in turn."""
-    registry = get_registry()
-    if not isinstance(name, str):
-        raise ValueError(f"backend must be a string, got {name!r}")
-    if name.lower() == "auto":
-        for candidate in ("tensorrt", "openvino", "onnxruntime"):
-            if candidate in registry.backend_names() and registry.backend(candidate).available():
-                return registry.backend(candidate)
-        raise ValueError("no engine backend is available: install openvino or onnxruntime")
-    backend = registry.backend(name.lower())
-    if not backend.available():
-        raise ValueError(f"engine backend {name!r} is not available on this machine")
-    return backend
 
 
 class TrtGraphConverterV2:
@@ -136,7 +119,7 @@ class TrtGraphConverterV2:
                             "as in TF-TRT: it keeps implicit batch mode's engines")
         else:
             strategy = "Unknown"
-        self._freeze = "disable_graph_freezing" not in _experimental_features()
+        self._freeze = not env.feature("disable_graph_freezing")
         if not self._freeze and not use_dynamic_shape:
             log.warning("TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing needs "
                         "use_dynamic_shape=True; the graph will be frozen")
@@ -184,6 +167,12 @@ class TrtGraphConverterV2:
         return self._conversion.frozen.graph_def
 
     @property
+    def nonconversion(self) -> dict[str, dict[str, int]]:
+        """The non-conversion report's data: op type -> reason -> number of nodes."""
+        self._require_converted("nonconversion")
+        return self._conversion.nonconversion
+
+    @property
     def engines(self) -> dict:
         self._require_converted("engines")
         return self._conversion.engines
@@ -224,11 +213,11 @@ class TrtGraphConverterV2:
         elif self._need_calibration:
             self._calibrate(conversion, func, calibration_input_fn)
         self._conversion, self._converted_func = conversion, func
-        viz = os.environ.get("TF_TRT_EXPORT_GRAPH_VIZ_PATH")
+        viz = env.get("TF_TRT_EXPORT_GRAPH_VIZ_PATH")
         if viz:
-            from tftrt.report.graphviz import write_dot
+            from tftrt.report.graphviz import write_graph
 
-            write_dot(self._conversion.graph_def, viz)
+            write_graph(self._conversion.graph_def, viz)
         return self._converted_func
 
     def _sample_feeds(self, frozen: FrozenModel) -> list[dict[str, np.ndarray]]:
@@ -293,10 +282,15 @@ class TrtGraphConverterV2:
                 op.begin_collecting()
                 op.record_only = func.runs_without_tensorflow  # outputs unused: skip native
         try:
-            count = _run_items(func, input_fn)
+            with progress.bar("Collecting shapes" if dynamic else "Building engines",
+                              unit="input") as bar:
+                count = _run_items(func, input_fn, bar, ops)
             if dynamic:
-                for op in ops:
-                    op.build_collected()
+                with progress.bar("Building engines", len(ops), "engine") as bar:
+                    for op in ops:
+                        bar.note(op.name)
+                        op.build_collected()
+                        bar.update(1)
         except BaseException:
             for op in ops:  # a failed build() leaves no engine half the items built
                 op.reset()
@@ -324,8 +318,7 @@ class TrtGraphConverterV2:
                        save_engines=save_gpu_specific_engines,
                        allow_build_at_runtime=self._allow_build_at_runtime,
                        backend=self._backend, options=self._options,
-                       remove_native_segments="remove_native_segments"
-                       in _experimental_features(),
+                       remove_native_segments=env.feature("remove_native_segments"),
                        save_options=options, overwrite=overwrite)
 
     def summary(self, line_length: int = 160, detailed: bool = True,
@@ -343,14 +336,13 @@ def engine_notes(op: Any) -> list[str]:
     runs = op.precision
     why = precision.explain(op.backend.name, op.precision_mode, runs)
     shown = runs or f"{op.precision_mode} (not built yet)"
-    notes = [f"Backend: {op.backend.name}, precision: {shown}" + (f" ({why})" if why else "")]
-    cal = op.calibration
-    if cal and cal.get("source") == "calibration":
-        notes.append(f"INT8 scales: {cal['method']} calibration on {cal['batches']} batches "
-                     f"of shapes {cal['input_shapes']}, {cal.get('weight_bits', 8)}-bit weights")
-    elif cal and cal.get("source") == "graph":
-        notes.append("INT8 scales: from the graph's quantization ops")
-    if op.precision_mode == "INT8" and cal:
+    where = sorted({e.runs_on for _, e in op.engines() if getattr(e, "runs_on", None)})
+    on = f" on {' / '.join(where)}" if where else ""
+    notes = [f"Backend: {op.backend.name}{on}, precision: {shown}" + (f" ({why})" if why else "")]
+    cal = calibration_note(op.calibration)
+    if cal:
+        notes.append(cal)
+    if op.precision_mode == "INT8" and op.calibration:
         int8, kept = precision.int8_layers(op.onnx_model)
         notes.append("INT8 layers: " + (", ".join(f"{k} x{v}" for k, v in sorted(int8.items()))
                                         or "none"))
@@ -410,10 +402,15 @@ def _ranges_from_graph(conversion: Conversion, max_weight_level: int) -> None:
                         "ops (FakeQuant*, QuantizeAndDequantize*): it runs without INT8", name)
 
 
-def _run_items(func: ConvertedFunction, input_fn: Callable[[], Iterable[Any]]) -> int:
-    """Call ``func`` on every item of ``input_fn()``; the number of items."""
+def _run_items(func: ConvertedFunction, input_fn: Callable[[], Iterable[Any]],
+               bar: progress.Bar | None = None, ops: Iterable[Any] = ()) -> int:
+    """Call ``func`` on every item of ``input_fn()``; the number of items. ``bar`` counts
+    the items and shows how many engines ``ops`` have built."""
     count, arity = 0, None
-    for item in input_fn():
+    items = input_fn()
+    if bar is not None and hasattr(items, "__len__"):
+        bar.set_total(len(items))
+    for item in items:
         args, kwargs = _as_call(item)
         names = (len(args), tuple(sorted(kwargs)))
         if arity is None:
@@ -427,6 +424,9 @@ def _run_items(func: ConvertedFunction, input_fn: Callable[[], Iterable[Any]]) -
         except InputSpecError as exc:
             raise InputSpecError(f"input_fn item {count}: {exc}") from None
         count += 1
+        if bar is not None:
+            bar.update(1)
+            bar.note(f"{sum(op.stats.builds for op in ops)} engines built")
     return count
 
 

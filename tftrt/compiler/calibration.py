@@ -30,12 +30,14 @@ from typing import Any
 import numpy as np
 import onnx
 
+import tftrt.env as env
+import tftrt.progress as progress
 from tftrt.errors import CalibrationError
 from tftrt.runtime.engine_op import EngineOp
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.calibration")
 
-METHODS = ("entropy", "minmax", "percentile")
+METHODS = env.CALIBRATION_METHODS
 DEFAULT_METHOD = "entropy"
 ENV_METHOD = "TFTRT_CALIBRATION_METHOD"
 # Engines calibrated in this process; tests use it to prove loading never calibrates.
@@ -44,7 +46,7 @@ CALIBRATIONS = 0
 
 def calibration_method(name: str | None) -> str:
     """The calibration method to use: ``name``, else $TFTRT_CALIBRATION_METHOD, else entropy."""
-    chosen = name if name is not None else os.environ.get(ENV_METHOD, "") or DEFAULT_METHOD
+    chosen = name if name is not None else env.get(ENV_METHOD) or DEFAULT_METHOD
     if not isinstance(chosen, str) or chosen.lower() not in METHODS:
         raise ValueError(f"calibration method {chosen!r} is not one of {list(METHODS)}")
     return chosen.lower()
@@ -80,7 +82,7 @@ def record(run: Callable[..., Any], engines: Mapping[str, EngineOp],
     start = time.perf_counter()
     shapes: list[list[int]] | None = None
     count = 0
-    bar = _bar("INT8 calibration: running calibration data")
+    bar = progress.bar("INT8 calibration: running calibration data", unit="batch")
     try:
         for item in _items(input_fn):
             args, kwargs = as_call(item)
@@ -127,13 +129,6 @@ def _items(input_fn: Callable[[], Iterable[Any]]) -> Iterator[Any]:
             raise CalibrationError(f"calibration_input_fn raised {type(exc).__name__}: "
                                    f"{exc}") from exc
         yield item
-
-
-def _bar(desc: str, total: int | None = None, unit: str = "batch") -> Any:
-    """A progress bar on stderr (count, elapsed time, rate); TQDM_DISABLE=1 hides it."""
-    from tqdm.auto import tqdm
-
-    return tqdm(desc=desc, total=total, unit=unit, leave=True)
 
 
 class _Reader:
@@ -230,7 +225,7 @@ def calibrate(engines: Mapping[str, EngineOp], data: CalibrationData, method: st
     """The quantized ONNX of each engine that saw calibration data, keyed by engine name."""
     global CALIBRATIONS
     quantized = {}
-    with _bar(f"INT8 calibration: {method} scales", total=len(engines), unit="engine") as bar:
+    with progress.bar(f"INT8 calibration: {method} scales", len(engines), "engine") as bar:
         for name, op in sorted(engines.items()):
             batches = data.batches[name]
             bar.update(1)

@@ -24,7 +24,7 @@ from tftrt.compiler import segment
 from tftrt.compiler.ir import IR
 from tftrt.plugins.partitioning import CostModel, PartitionRequest, SegmentCost
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.segment")
 
 MAX_MERGE_ROUNDS = 3
 MAX_PAIRS = 64  # merge candidates costed per round

@@ -4,10 +4,17 @@ With freezing disabled (``TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing``)
 the graph keeps its variables: captured resources stay Placeholders, reads stay
 ``ReadVariableOp`` (or ``VariableV2`` in TF1 graphs), and the values they hold
 at conversion time are recorded so converters can bake them into engines.
+
+State that cannot become a constant (a lookup table, any other captured resource
+that is not a variable) stays a resource Placeholder bound to that resource at run
+time, as TF-TRT leaves it: the ops using it stay native, the rest of the graph
+converts. Function calls are inlined (also those marked for XLA or against
+inlining); ``While``/``If`` stay functional.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +27,11 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
-from tftrt.compiler import standins
+from tftrt.compiler import functions, standins
 from tftrt.errors import SavedModelError
 from tftrt.specs import SignatureTensor
+
+log = logging.getLogger("tftrt")
 
 
 @dataclass(frozen=True)
@@ -33,10 +42,13 @@ class FrozenModel:
     inputs: tuple[SignatureTensor, ...]
     outputs: tuple[SignatureTensor, ...]
     signature_key: str
-    # unfrozen only: resource Placeholder name -> the tf.Variable it captures
+    # resource Placeholder name -> what it captures: a tf.Variable (unfrozen only) or a
+    # resource that cannot be frozen (a lookup table; its trackable where one is known)
     variables: Mapping[str, Any] = field(default_factory=dict)
     # unfrozen only: variable node (resource Placeholder or VariableV2) -> value at conversion
     variable_values: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # resource Placeholder of a static table -> (min, max) of the values it holds
+    table_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def frozen(self) -> bool:
@@ -82,36 +94,71 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
     return loaded, sigs[signature_key]
 
 
-def _frozen_graph_def(func) -> tuple[graph_pb2.GraphDef, list[tf.Tensor], list[tf.Tensor]]:
+def _frozen_graph_def(func, root: Any = None
+                      ) -> tuple[graph_pb2.GraphDef, list[tf.Tensor], list[tf.Tensor],
+                                 dict[str, Any]]:
     """Variables -> constants without rebuilding a ConcreteFunction (that costs seconds).
 
     Uses convert_to_constants' internals, pinned to the TF versions we test;
-    falls back to the public API if they change.
+    falls back to the public API if they change. Also returns the captured
+    resources that are not variables (resource Placeholder name -> resource).
     """
     n_user = len(func.inputs) - len(func.captured_inputs)
     try:
         from tensorflow.python.framework import convert_to_constants as c2c
 
         data = c2c._FunctionConverterDataInEager(  # noqa: SLF001
-            func=func, lower_control_flow=True, aggressive_inlining=False)
+            func=func, lower_control_flow=False, aggressive_inlining=False)
         graph_def, converted = c2c._replace_variables_by_constants(  # noqa: SLF001
             converter_data=data)
     except (ImportError, AttributeError, TypeError):
         frozen = convert_variables_to_constants_v2(func)
-        return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs)
-    if len(set(converted)) != len(func.captured_inputs):
-        raise SavedModelError("the signature captures state that cannot be frozen into "
-                              "constants (e.g. a lookup table)")
-    return graph_def, list(func.inputs[:n_user]), list(func.outputs)
+        return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs), {}
+    resources = _unfreezable_captures(func, set(converted), root)
+    return graph_def, list(func.inputs[:n_user]), list(func.outputs), resources
 
 
-def freeze_function(func, signature_key: str, freeze: bool = True) -> FrozenModel:
-    """Variables -> constants (unless ``freeze`` is False), then Grappler; names kept."""
-    graph_def, in_tensors, out_tensors = _frozen_graph_def(func)
+def _unfreezable_captures(func, converted: set[int], root: Any) -> dict[str, Any]:
+    """Captured resources that freezing left alone: Placeholder name -> the resource.
+
+    ``converted`` holds the indices (among the captures) that became constants.
+    """
+    by_handle = {}
+    if root is not None:
+        for obj in tf.train.TrackableView(root).descendants():
+            handle = getattr(obj, "resource_handle", None) if _is_resource(obj) else None
+            if handle is not None:
+                by_handle[id(handle)] = obj
+    out = {}
+    for k, (ext, internal) in enumerate(func.graph.captures):
+        if k in converted:
+            continue
+        if ext.dtype != tf.resource:
+            raise SavedModelError(f"the signature captures {internal.op.name!r} "
+                                  f"({ext.dtype.name}), which could not be frozen")
+        out[internal.op.name] = by_handle.get(id(ext), ext)
+    return out
+
+
+def _is_resource(obj: Any) -> bool:
+    from tensorflow.python.trackable.resource import CapturableResource
+
+    return isinstance(obj, CapturableResource)
+
+
+def freeze_function(func, signature_key: str, freeze: bool = True,
+                    root: Any = None) -> FrozenModel:
+    """Variables -> constants (unless ``freeze`` is False), then Grappler; names kept.
+
+    ``root`` is the object the function was loaded with: the resources it
+    captures are looked up there (so that a converted model can save them).
+    """
+    graph_def, in_tensors, out_tensors, resources = _frozen_graph_def(func, root)
     variables: dict[str, Any] = {}
     values: dict[str, np.ndarray] = {}
     if not freeze:
         graph_def, variables, values = _unfrozen_graph_def(func, graph_def)
+    variables.update(resources)
     in_specs = func.structured_input_signature[1]
     in_names = sorted(in_specs) if in_specs else [
         t.name.split(":")[0] for t in in_tensors]
@@ -124,13 +171,46 @@ def freeze_function(func, signature_key: str, freeze: bool = True) -> FrozenMode
         node.device = ""
     inputs = tuple(_tensor(n, t) for n, t in zip(in_names, in_tensors, strict=True))
     outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
-    optimized = optimize(graph_def, [t.ref for t in inputs + outputs])
+    graph_def = functions.set_control_flow_lowering(functions.allow_inlining(graph_def),
+                                                    lower=False)
+    optimized = inline_calls(graph_def, [t.ref for t in inputs + outputs])
     keep = {t.ref.split(":")[0] for t in inputs + outputs}
-    pruned = prune_dead_nodes(_drop_controls_on(optimized, set(variables)), keep)
+    pruned = prune_dead_nodes(_drop_controls_on(functions.drop_colocation(optimized),
+                                                set(variables)), keep)
     live = {n.name for n in pruned.node}
     return FrozenModel(pruned, inputs, outputs, signature_key,
                        {k: v for k, v in variables.items() if k in live},
-                       {k: v for k, v in values.items() if k in live})
+                       {k: v for k, v in values.items() if k in live},
+                       _table_ranges(pruned, {k: v for k, v in resources.items() if k in live}))
+
+
+_STATIC_TABLES = ("StaticHashTable", "_RestoredStaticHashTable")
+_LOOKUPS = ("LookupTableFindV2", "LookupTableFind")
+
+
+def _table_ranges(graph_def: graph_pb2.GraphDef, resources: Mapping[str, Any]
+                  ) -> dict[str, tuple[float, float]]:
+    """Resource Placeholder of a static table with numeric values -> (min, max) of them.
+
+    A static table's contents are fixed when it is created, so its value range is a
+    fact of the model (mutable tables get none).
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for node in graph_def.node:
+        table = node.input[0].split(":")[0] if node.op in _LOOKUPS and node.input else None
+        obj = resources.get(table)
+        if obj is None or type(obj).__name__ not in _STATIC_TABLES or table in out:
+            continue
+        try:
+            _, values = tf.raw_ops.LookupTableExportV2(
+                table_handle=obj.resource_handle, Tkeys=tf.as_dtype(node.attr["Tin"].type),
+                Tvalues=tf.as_dtype(node.attr["Tout"].type))
+            arr = values.numpy()
+        except Exception:  # not exportable: no range known
+            continue
+        if arr.size and arr.dtype.kind in "biuf":
+            out[table] = (float(arr.min()), float(arr.max()))
+    return out
 
 
 def _drop_controls_on(graph_def: graph_pb2.GraphDef, names: set[str]) -> graph_pb2.GraphDef:
@@ -200,7 +280,8 @@ def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:
 
 
 def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
-                 optimizers: Sequence[str] = GRAPPLER_OPTIMIZERS) -> graph_pb2.GraphDef:
+                 optimizers: Sequence[str] = GRAPPLER_OPTIMIZERS,
+                 aggressive_inlining: bool = False) -> graph_pb2.GraphDef:
     """Constant folding, function inlining, pruning and arithmetic (or ``optimizers``),
     keeping ``fetches``."""
     meta = meta_graph_pb2.MetaGraphDef()
@@ -213,27 +294,44 @@ def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
     rw.optimizers.extend(optimizers)
     rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rw.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    if aggressive_inlining:  # also calls whose stateful ops are not control outputs
+        rw.function_optimization = rewriter_config_pb2.RewriterConfig.AGGRESSIVE
     return tf_optimizer.OptimizeGraph(config, meta, graph_id=b"tf_graph")
 
 
-def optimize(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2.GraphDef:
+def optimize(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
+             aggressive_inlining: bool = False) -> graph_pb2.GraphDef:
     """``run_grappler`` with large weights stood in (``compiler/standins.py``): ops computed
     from constants alone are folded first, on a graph of just them; then the graph
     without its large weights is optimized and the weights are put back. Edits
     ``graph_def`` in place."""
     large = {n.name for n in graph_def.node if standins.is_large(n)}
     if not large:
-        return run_grappler(graph_def, fetches)
+        return run_grappler(graph_def, fetches, aggressive_inlining=aggressive_inlining)
     graph_def = standins.fold_constant_closure(
         graph_def, large, lambda sub, fetch: run_grappler(sub, fetch, ("constfold",)))
     small, consts = standins.stand_in(graph_def)
-    optimized = standins.restore(run_grappler(small, fetches), consts)
+    optimized = standins.restore(
+        run_grappler(small, fetches, aggressive_inlining=aggressive_inlining), consts)
     # Grappler keeps Placeholders that nothing reads: drop those that stood in
     return prune_dead_nodes(optimized, {f.split(":")[0] for f in fetches})
+
+
+def inline_calls(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2.GraphDef:
+    """Grappler (``optimize``), then, for calls it kept (other than tftrt's own), Grappler
+    inlining aggressively; calls left after that stay native (logged)."""
+    optimized = optimize(graph_def, fetches)
+    calls = functions.remaining_calls(optimized)
+    if calls:
+        optimized = optimize(optimized, fetches, aggressive_inlining=True)
+        calls = functions.remaining_calls(optimized)
+        if calls:
+            log.info("function calls that stay calls (their ops run natively): %s", calls[:5])
+    return optimized
 
 
 def load_and_freeze(saved_model_dir: str, tags: Sequence[str], signature_key: str,
                     freeze: bool = True) -> FrozenModel:
     """SavedModel + tags + signature key -> frozen (unless told not to), optimized model."""
-    _, func = load_signature(saved_model_dir, tags, signature_key)
-    return freeze_function(func, signature_key, freeze)
+    loaded, func = load_signature(saved_model_dir, tags, signature_key)
+    return freeze_function(func, signature_key, freeze, root=loaded)

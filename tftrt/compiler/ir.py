@@ -22,6 +22,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
 from tftrt.compiler import standins
+from tftrt.compiler.shapes import break_loops, with_shape_standins
 from tftrt.compiler.tfattrs import decode_attrs
 from tftrt.specs import parse_input, tensor_ref
 
@@ -104,9 +105,10 @@ def _shape_view(g: IR, graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
     them into a graph is most of the cost on weight-heavy models).
 
     TensorFlow cannot infer what a resource read returns without handle data,
-    so this view is what shape inference runs on.
+    so this view is what shape inference runs on; ops shape inference cannot see
+    through get stand-ins (``shapes.with_shape_standins``).
     """
-    view, _ = standins.stand_in(graph_def)
+    view, _ = standins.stand_in(with_shape_standins(graph_def))
     if not any("variable_value" in d for _, d in g.nodes(data=True)):
         return view
     for nd in view.node:
@@ -123,21 +125,32 @@ def _shape_view(g: IR, graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
     return view
 
 
-def annotate_shapes(g: IR, graph_def: graph_pb2.GraphDef) -> None:
-    """Set ``output_dtypes``/``output_shapes`` on every node from TensorFlow's shape inference."""
+def infer_shapes(graph_def: graph_pb2.GraphDef) -> dict[str, tuple[list, list]]:
+    """TensorFlow's shape inference: node name -> (output dtypes, output shapes)."""
     graph = tf.Graph()
     with graph.as_default():
-        tf.graph_util.import_graph_def(_shape_view(g, graph_def), name="")
+        tf.graph_util.import_graph_def(graph_def, name="")
+    out = {}
     for op in graph.get_operations():
-        if op.name not in g:
-            continue
         dtypes, shapes = [], []
         for t in op.outputs:
             dt = t.dtype
             dtypes.append(np.dtype(dt.as_numpy_dtype) if dt.is_numpy_compatible else None)
             shapes.append(None if t.shape.rank is None else tuple(t.shape.as_list()))
-        g.nodes[op.name]["output_dtypes"] = dtypes
-        g.nodes[op.name]["output_shapes"] = shapes
+        out[op.name] = (dtypes, shapes)
+    return out
+
+
+def annotate_shapes(g: IR, graph_def: graph_pb2.GraphDef) -> None:
+    """Set ``output_dtypes``/``output_shapes`` on every node from TensorFlow's shape inference.
+
+    Loops (v1 control flow) get the shapes every iteration has (``shapes.break_loops``).
+    """
+    facts = infer_shapes(break_loops(_shape_view(g, graph_def), infer_shapes))
+    for name, (dtypes, shapes) in facts.items():
+        if name in g:
+            g.nodes[name]["output_dtypes"] = dtypes
+            g.nodes[name]["output_shapes"] = shapes
 
 
 def node_inputs(g: IR, name: str) -> list[str]:

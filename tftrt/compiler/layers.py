@@ -10,11 +10,10 @@ model on ONNX Runtime.
 
 from __future__ import annotations
 
-import os
-
 import onnx
 from onnx import helper
 
+import tftrt.env as env
 from tftrt.compiler.lowering import LoweringError
 from tftrt.converters.context import LoweringContext
 from tftrt.plugins.layers import DOMAIN, DOMAIN_VERSION, ENV_PORTABLE, LayerNode
@@ -37,7 +36,7 @@ def layer_node(node: onnx.NodeProto) -> LayerNode:
 
 def portable_only(precision_mode: str = "FP32") -> bool:
     """Whether every layer must be decomposed: INT8, or ``TFTRT_PORTABLE_LAYERS=1``."""
-    return precision_mode == "INT8" or os.environ.get(ENV_PORTABLE, "").strip() == "1"
+    return precision_mode == "INT8" or env.get(ENV_PORTABLE)
 
 
 def resolve(model: onnx.ModelProto, registry: Registry, backend: str | None,

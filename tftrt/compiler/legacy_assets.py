@@ -24,7 +24,7 @@ from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.profiles import implicit_batch_profile
 from tftrt.specs import Shape
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.migrate")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from tftrt.specs import (
     tensor_ref,
 )
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.migrate")
 
 @dataclass
 class EngineRecord:

@@ -26,11 +26,12 @@ from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
+from tftrt.compiler.functions import KEEP_CALL_ATTR
 from tftrt.compiler.tfattrs import shape_from_proto, tf_dtype_to_np
 from tftrt.errors import SavedModelError
 from tftrt.specs import ENGINE_OP, Shape
 
-ENGINE_MARK = "_tftrt_legacy_engine"
+ENGINE_MARK = KEEP_CALL_ATTR  # freezing keeps these calls as calls
 RESOURCE_OPS = frozenset({"CreateTRTResourceHandle", "InitializeTRTResource",
                           "SerializeTRTResource", "GetCalibrationDataOp"})
 TRT_OPS = RESOURCE_OPS | {ENGINE_OP}

@@ -10,7 +10,7 @@ from typing import Any
 from tftrt.compiler.legacy_model import LegacyEngine
 from tftrt.compiler.pipeline import CompileOptions
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.migrate")
 
 PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
 # migrate()/load() parameters that override what the engines say, with TrtGraphConverterV2's

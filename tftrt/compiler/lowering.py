@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 
+import tftrt.env as env
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 from tftrt.converters.context import LoweringContext, NodeInfo
@@ -14,6 +17,7 @@ from tftrt.plugins.manager import Registry
 from tftrt.specs import TensorSpec, input_name, output_name
 
 OPSET = 17
+log = logging.getLogger("tftrt.lowering")
 
 
 class LoweringError(RuntimeError):
@@ -44,7 +48,8 @@ def node_info(g: IR, name: str, dynamic_shape: bool = False) -> NodeInfo:
                     input_dtypes=dtypes, input_shapes=shapes, input_consts=consts,
                     output_dtypes=list(data["output_dtypes"]),
                     output_shapes=list(data["output_shapes"]), dynamic_shape=dynamic_shape,
-                    used_outputs=used, value=data.get("variable_value"))
+                    used_outputs=used, value=data.get("variable_value"),
+                    functions=g.graph.get("functions"))
 
 
 def _at(lst: list, i: int):
@@ -107,6 +112,10 @@ def lower_segment(g: IR, plan: SegmentPlan, registry: Registry, name: str,
     outs = list(plan.outputs if outputs is None else outputs)
     in_specs = [tensor_spec(g, r) for r in plan.inputs]
     out_specs = [tensor_spec(g, r) for r in outs]
+    for spec in in_specs + out_specs:
+        if spec.dtype is not None and np.dtype(spec.dtype).kind == "c":
+            raise LoweringError(f"complex tensor {spec.ref} would be an engine input or "
+                                "output; engines hold complex numbers as pairs of floats")
     infos = [node_info(g, n, dynamic_shape)
              for n in irmod.topological_order(g.subgraph(plan.nodes))]
     model = lower_nodes(infos, in_specs, out_specs, registry, name, tensors_out)
@@ -118,24 +127,11 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
                 tensors_out: dict[str, str] | None = None) -> onnx.ModelProto:
     """Run the converters of ``infos`` (in topological order) and build the ONNX model;
     ``tensors_out``, if given, receives each TF tensor's ONNX name (in any layout)."""
-    ctx = LoweringContext(opset=OPSET)
+    ctx = LoweringContext(opset=OPSET, keep_layout=not env.get("TF_TRT_ENABLE_LAYOUT_OPTIMIZER"))
     for k, spec in enumerate(inputs):
         ctx.bind(spec.ref, input_name(k))
         ctx.shapes[spec.ref] = spec.shape
-    for info in infos:
-        for k, shape in enumerate(info.output_shapes):
-            ctx.shapes[f"{info.name}:{k}"] = shape
-        conv = registry.converter(info.op)
-        if conv is None:
-            raise LoweringError(f"no converter for op {info.op} (node {info.name})")
-        if info.op in registry.fake_ops:
-            raise LoweringError(f"op {info.op} is in TF_TRT_OP_FAKELIST (node {info.name})")
-        try:
-            conv.convert(ctx, info)
-        except LoweringError:
-            raise
-        except Exception as exc:  # a converter bug must name its node
-            raise LoweringError(f"converting {info.op} node {info.name!r} failed: {exc}") from exc
+    run_converters(ctx, infos, registry)
     out_vi = []
     for k, spec in enumerate(outputs):
         src = ctx.as_layout(spec.ref, None)
@@ -148,3 +144,25 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
     if tensors_out is not None:
         tensors_out.update({ref: onnx_name for ref, (onnx_name, _) in ctx.tensors.items()})
     return ctx.make_model(in_vi, out_vi, name)
+
+
+def run_converters(ctx: LoweringContext, infos: Sequence[NodeInfo], registry: Registry) -> None:
+    """Run the converter of each of ``infos`` (in topological order) into ``ctx``."""
+    debug = log.isEnabledFor(logging.DEBUG)
+    for info in infos:
+        for k, shape in enumerate(info.output_shapes):
+            ctx.shapes[f"{info.name}:{k}"] = shape
+        conv = registry.converter(info.op)
+        if conv is None:
+            raise LoweringError(f"no converter for op {info.op} (node {info.name})")
+        if info.op in registry.fake_ops:
+            raise LoweringError(f"op {info.op} is in TF_TRT_OP_FAKELIST (node {info.name})")
+        if debug:
+            log.debug("%s (%s) by %s.%s", info.name, info.op, conv.convert.__module__,
+                      conv.convert.__qualname__)
+        try:
+            conv.convert(ctx, info)
+        except LoweringError:
+            raise
+        except Exception as exc:  # a converter bug must name its node
+            raise LoweringError(f"converting {info.op} node {info.name!r} failed: {exc}") from exc

@@ -46,7 +46,7 @@ from tftrt.runtime.tfgraph import (
 )
 from tftrt.specs import input_name, output_name
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.segment")
 
 BUDGET_MS = 40.0  # timing budget per measured callable
 IN_PLACE_BUDGET_MS = 400.0  # for the whole graph, with and without the candidate

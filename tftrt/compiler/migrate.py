@@ -24,7 +24,7 @@ from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.executor import ConvertedFunction
 from tftrt.specs import as_call
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.migrate")
 
 InputFn = Callable[[], Iterable[Any]]
 Formatter = Callable[[LegacyConversion, Mapping[str, EngineOp]], str]

@@ -10,7 +10,6 @@ repaired, with an error naming the partitioner (or pass) and its plugin.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -20,12 +19,13 @@ from tftrt.compiler import segment
 from tftrt.compiler.ir import IR
 from tftrt.compiler.passes import run_passes
 from tftrt.compiler.segment import Segment
+from tftrt.env import get as env_value
 from tftrt.errors import PartitionError
 from tftrt.plugins.manager import Registry
 from tftrt.plugins.partitioning import DEFAULT_PARTITIONER, ENV_PARTITIONER, PartitionRequest
 from tftrt.plugins.passes import AFTER_SEGMENTATION, SEGMENT_ATTR, PassContext, PassRecord
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.segment")
 
 # v1 control flow's loop back edges leave these nodes; cycles through them are the graph's
 # own, not a partition's.
@@ -34,8 +34,7 @@ _BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
 
 def partitioner_name(name: str | None, env: Mapping[str, str] | None = None) -> str:
     """The partitioner to use: ``name``, else $TFTRT_PARTITIONER, else union-find."""
-    chosen = name if name is not None else \
-        (os.environ if env is None else env).get(ENV_PARTITIONER, "").strip()
+    chosen = name if name is not None else env_value(ENV_PARTITIONER, env) or ""
     if not isinstance(chosen, str):
         raise ValueError(f"partitioner must be a string, got {chosen!r}")
     return chosen or DEFAULT_PARTITIONER

@@ -13,7 +13,7 @@ from tftrt.errors import PartitionError
 from tftrt.plugins.manager import Registry
 from tftrt.plugins.passes import SEGMENT_ATTR, PassContext, PassRecord
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.passes")
 
 # The node data a pass's effect is judged by (besides the node's inputs).
 _WATCHED = ("op", "supported", SEGMENT_ATTR)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.compiler import capability, codegen, ir, layers, partition, precision, segment
+from tftrt.compiler import capability, codegen, ir, layers, partition, precision, prepare, segment
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
 from tftrt.compiler.passes import run_passes
@@ -32,7 +32,7 @@ from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.tfgraph import lazy_function_callable
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.lowering")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,9 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
 
     ``sample_inputs`` (feeds keyed by graph tensor) are handed to the partitioner.
     """
-    g = ir.from_graph_def(frozen.graph_def, variable_values=frozen.variable_values)
+    g = prepare.prepare(ir.from_graph_def(frozen.graph_def,
+                                          variable_values=frozen.variable_values),
+                        frozen, registry, backend, opts.use_dynamic_shape)
     sig_in = tuple(t.ref for t in frozen.inputs)
     sig_out = tuple(t.ref for t in frozen.outputs)
 
@@ -100,7 +102,8 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
     g, records = run_passes(g, at(AFTER_IMPORT), registry)
     excluded = {ir.parse_input(ref)[0] for ref in sig_in + sig_out}
     deny = capability.denylist_from_env() if opts.denylist is None else opts.denylist
-    marked = capability.mark_supported(g, registry, excluded, deny, opts.use_dynamic_shape)
+    marked = capability.mark_supported(g, registry, excluded, deny, opts.use_dynamic_shape,
+                                       backend)
     marked, done = run_passes(marked, at(BEFORE_SEGMENTATION), registry)
     records += done
     if done:

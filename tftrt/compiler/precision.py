@@ -9,8 +9,10 @@ FP16 and INT8 *allow* a lower precision; what runs depends on the backend:
   f16 where the CPU has kernels for it (AMX, AVX512-FP16), else FP32; the
   plugin itself keeps its sensitive ops in FP32. INT8 runs the Q/DQ pairs as
   int8 kernels.
-* ``onnxruntime``: its CPU provider has no faster half kernels, so FP16 runs
-  as FP32; Q/DQ pairs run as int8 kernels.
+* ``onnxruntime``: on its CUDA provider, FP16 runs the same FP16-cast ONNX,
+  cast when the engine is built (so a model converted on a CPU machine runs
+  FP16 on a GPU); its CPU provider has no faster half kernels, so FP16 runs as
+  FP32 there. Q/DQ pairs run as int8 kernels on the CPU provider.
 """
 
 from __future__ import annotations
@@ -23,28 +25,7 @@ from onnx import helper, numpy_helper
 
 from tftrt.engines import has_qdq
 from tftrt.engines.cpu import cpu_has_vnni
-
-# Kept in FP32 in an FP16-cast model: softmax, reductions, normalization statistics and
-# the transcendental functions whose range overflows half precision.
-FP32_OPS: tuple[str, ...] = (
-    "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceProd",
-    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "LayerNormalization",
-    "InstanceNormalization", "GroupNormalization", "BatchNormalization", "Exp", "Log", "Pow",
-    "Sqrt", "Reciprocal", "Erf", "CumSum", "Range", "TopK", "NonMaxSuppression", "RoiAlign",
-)
-
-
-def cast_to_fp16(model_bytes: bytes) -> bytes:
-    """The model with float tensors and weights in FP16, except :data:`FP32_OPS`, which
-    compute in FP32 between casts; inputs and outputs stay FP32."""
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
-    model = onnx.load_from_string(model_bytes)
-    cast = convert_float_to_float16(model, keep_io_types=True,
-                                    op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST)
-                                                         | set(FP32_OPS)))
-    return cast.SerializeToString()
-
+from tftrt.engines.fp16 import FP32_OPS, cast_to_fp16
 
 # The data input of these ops is quantized when it comes from a DequantizeLinear through
 # layout-only ops; their weight input and its output-channel axis.

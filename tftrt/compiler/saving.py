@@ -25,6 +25,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tftrt._version import __version__
+from tftrt.compiler import native_segments as _native_segments
 from tftrt.compiler.codegen import ENGINE_OP
 from tftrt.compiler.ir import REF_VARIABLE_OPS
 from tftrt.compiler.pipeline import CompileOptions, Conversion
@@ -36,6 +37,7 @@ from tftrt.plugins.types import EngineBackend
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.executor import ConvertedFunction
 from tftrt.runtime.restore import machine_of, restore_engine_ops
+from tftrt.runtime.signature import whole_model_plan
 from tftrt.runtime.tfgraph import (
     graph_function,
     lazy_function_callable,
@@ -44,7 +46,7 @@ from tftrt.runtime.tfgraph import (
 )
 from tftrt.specs import SignatureTensor
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.saving")
 
 GRAPH_FILE = "converted_graph.pb"
 _LOADS = itertools.count()  # each load's functions get names of their own
@@ -98,15 +100,22 @@ def save_converted(conversion: Conversion, output_dir: str, *, save_engines: boo
     _check_target(target, overwrite)
     _check_variables(conversion)
     if remove_native_segments:
-        log.warning("remove_native_segments is ignored: the native segments keep the saved "
-                    "model loadable by plain TensorFlow")
+        _check_without_native(conversion, save_engines, allow_build_at_runtime)
+        log.warning("TF_TRT_EXPERIMENTAL_FEATURES=remove_native_segments: %s is saved without "
+                    "native segments: only tftrt.load runs it (plain TensorFlow's signature "
+                    "raises), and an engine that fails to build or run has no fallback",
+                    target)
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tftrt-save-", dir=parent)
     try:
-        _native_saved_model(conversion, tmp, save_options)
+        if remove_native_segments:
+            _refusing_saved_model(conversion, tmp, save_options)
+        else:
+            _native_saved_model(conversion, tmp, save_options)
         _write_assets(conversion, os.path.join(tmp, ASSET_DIR), save_engines,
-                      allow_build_at_runtime, backend, options)
+                      allow_build_at_runtime, backend, options,
+                      native_segments=not remove_native_segments)
         _replace_dir(tmp, target)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -115,14 +124,41 @@ def save_converted(conversion: Conversion, output_dir: str, *, save_engines: boo
         raise SaveError(f"saving the converted model to {target!r} failed: {exc}") from exc
 
 
+def _check_without_native(conversion: Conversion, save_engines: bool,
+                          allow_build_at_runtime: bool) -> None:
+    """Without native segments an engine must exist or be buildable where it is loaded."""
+    if allow_build_at_runtime:
+        return
+    unbuilt = sorted(n for n, op in conversion.engines.items()
+                     if not (save_engines and op.engines()))
+    if unbuilt:
+        raise SaveError(f"remove_native_segments with allow_build_at_runtime=False would save "
+                        f"engines {unbuilt} with neither a built engine nor a native segment: "
+                        "call build() first (and keep save_gpu_specific_engines=True)")
+
+
+def _refusing_saved_model(conversion: Conversion, tmp: str, save_options: Any) -> None:
+    """The SavedModel of a model without native segments: its signature raises in plain
+    TensorFlow; the variables are kept for tftrt.load."""
+    frozen = conversion.frozen
+    module = tf.Module()
+    module.serve = _native_segments.refusing_signature(frozen.inputs, frozen.outputs)
+    module.tftrt_variables = [frozen.variables[k] for k in sorted(frozen.variables)]
+    tf.saved_model.save(module, tmp, signatures={frozen.signature_key: module.serve},
+                        options=save_options)
+
+
 def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
                   allow_build_at_runtime: bool, backend: EngineBackend,
-                  options: CompileOptions) -> None:
+                  options: CompileOptions, native_segments: bool = True) -> None:
     os.makedirs(os.path.join(adir, "engines"), exist_ok=True)
-    graph_bytes = conversion.graph_def.SerializeToString()
+    graph_def = conversion.graph_def if native_segments else \
+        _native_segments.without_native_segments(conversion.graph_def)
+    graph_bytes = graph_def.SerializeToString()
     files = {GRAPH_FILE: graph_bytes}
     engines = {}
     machine = machine_of(backend)
+    ops_of = _native_segments.segment_ops(conversion.graph_def)
     for name, op in conversion.engines.items():
         onnx_file = f"engines/{name}.onnx"
         files[onnx_file] = op.onnx_model
@@ -143,7 +179,12 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
             engines[name]["profiles"] = [p.to_json() for p in op.profiles]
         if op.calibration is not None:  # INT8: the ONNX above holds the scales
             engines[name]["calibration"] = op.calibration
+        if name in ops_of:
+            engines[name]["segment_ops"] = ops_of[name]
     frozen = conversion.frozen
+    # Lets runtimes that cannot parse the GraphDef (no TensorFlow) serve a one-engine model.
+    plan = whole_model_plan(conversion.graph_def, frozen.inputs, frozen.outputs,
+                            list(conversion.engines))
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "tftrt_version": __version__,
         "signature_key": frozen.signature_key,
@@ -159,6 +200,8 @@ def _write_assets(conversion: Conversion, adir: str, save_engines: bool,
                     "max_workspace_size_bytes": int(options.max_workspace_size_bytes),
                     "allow_build_at_runtime": allow_build_at_runtime},
         "engines": engines,
+        "whole_model": None if plan is None else plan.to_json(),
+        "native_segments": native_segments,
     }
     for rel, data in files.items():
         with open(os.path.join(adir, rel), "wb") as f:

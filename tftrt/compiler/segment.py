@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import networkx as nx
 
+import tftrt.env as env
 from tftrt.compiler import ir as irmod
 from tftrt.compiler.ir import IR
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.segment")
 
 PASS_THROUGH_OPS = frozenset({"Identity", "Snapshot", "StopGradient"})
-DEFAULT_MAX_ENGINES = 20
+DEFAULT_MAX_ENGINES = env.VARIABLES["TF_TRT_MAX_ALLOWED_ENGINES"].default
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,8 @@ def cluster(g: IR, contraction: type | None = None) -> list[Segment]:
     cg.add_edges_from((u, v) for u, v in g.edges() if u != v)
     order = (contraction or _TopoOrder)(cg)
     uf = _UnionFind(g.nodes)
+    debug = log.isEnabledFor(logging.DEBUG)
+    refused: set[tuple[str, str]] = set()
     for node in _post_order(g):
         if node not in candidates:
             continue
@@ -91,7 +93,14 @@ def cluster(g: IR, contraction: type | None = None) -> list[Segment]:
         while changed:
             changed = False
             for dst in sorted(cg.successors(src)):
-                if dst not in candidates or order.other_path(src, dst):
+                if dst not in candidates:
+                    continue
+                if order.other_path(src, dst):
+                    if debug and (src, dst) not in refused:
+                        refused.add((src, dst))
+                        log.debug("segment cut: %s stays out of the segment of %s: another "
+                                  "path joins them through nodes outside it (merging would "
+                                  "close a cycle)", dst, src)
                     continue
                 order.contract(src, dst)
                 uf.parent[dst] = src
@@ -176,6 +185,8 @@ def drop_const_outputs(g: IR, segments: Iterable[Segment]) -> list[Segment]:
                     not d["control"] and dst not in nodes
                     for _, dst, d in g.out_edges(n, data=True)):
                 nodes.discard(n)
+                log.debug("segment cut: constant %s leaves its segment (an engine never "
+                          "outputs a constant)", n)
         if nodes:
             out.append(Segment(frozenset(nodes)))
     return out
@@ -199,18 +210,24 @@ def drop_inputless(g: IR, segments: Iterable[Segment]) -> list[Segment]:
 
 def filter_small(g: IR, segments: Iterable[Segment], minimum_segment_size: int) -> list[Segment]:
     """Keep segments with at least ``minimum_segment_size`` effective (non pass-through) nodes."""
-    return [s for s in segments
-            if s.effective_size(g) > 0 and s.effective_size(g) >= minimum_segment_size]
+    kept = []
+    for s in segments:
+        size = s.effective_size(g)
+        if size > 0 and size >= minimum_segment_size:
+            kept.append(s)
+        else:
+            log.debug("segment dropped: %d effective nodes (%s) is below "
+                      "minimum_segment_size=%d", size, _first(s), minimum_segment_size)
+    return kept
 
 
-def max_engines_from_env(env: Mapping[str, str] | None = None) -> int:
-    value = (os.environ if env is None else env).get("TF_TRT_MAX_ALLOWED_ENGINES", "")
-    if not value.strip():
-        return DEFAULT_MAX_ENGINES
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"TF_TRT_MAX_ALLOWED_ENGINES must be an integer, got {value!r}") from None
+def _first(seg: Segment, n: int = 3) -> str:
+    names = sorted(seg.nodes)
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def max_engines_from_env(environ: Mapping[str, str] | None = None) -> int:
+    return env.get("TF_TRT_MAX_ALLOWED_ENGINES", environ)
 
 
 def cap_engines(g: IR, segments: list[Segment], max_engines: int) -> list[Segment]:
@@ -225,6 +242,10 @@ def cap_engines(g: IR, segments: list[Segment], max_engines: int) -> list[Segmen
     keep = sorted(ranked[:max_engines])
     log.warning("%d segments found; only the %d largest are converted "
                 "(TF_TRT_MAX_ALLOWED_ENGINES)", len(segments), max_engines)
+    for i in ranked[max_engines:]:
+        log.debug("segment dropped: %d effective nodes (%s) is not among the %d largest "
+                  "(TF_TRT_MAX_ALLOWED_ENGINES)", segments[i].effective_size(g),
+                  _first(segments[i]), max_engines)
     return [segments[i] for i in keep]
 
 
@@ -256,6 +277,9 @@ def refine(g: IR, segments: Iterable[Segment], minimum_segment_size: int,
     segs = order(g, filter_small(g, segs, minimum_segment_size))
     kept = cap_engines(g, segs, max_engines)
     capped = frozenset(n for s in segs if s not in kept for n in s.nodes)
+    if log.isEnabledFor(logging.INFO):
+        log.info("%d segments, effective sizes %s", len(kept),
+                 [s.effective_size(g) for s in kept])
     return Refined(kept, capped)
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 from tftrt.converters import (
     activations,
     comparison,
+    control_flow,
     conv,
     elementwise,
     image,
+    indexing,
     matrix,
     nms,
     quantization,
     reduce,
     shape,
+    slicing,
+    spectral,
     structural,
     variables,
 )
@@ -24,4 +28,5 @@ from tftrt.plugins.types import OpConverter
 @hookimpl
 def tftrt_op_converters() -> list[OpConverter]:
     return collect(structural, elementwise, comparison, activations, conv, matrix, shape,
-                   reduce, image, nms, quantization, variables)
+                   reduce, image, indexing, nms, quantization, variables, control_flow,
+                   spectral, slicing)

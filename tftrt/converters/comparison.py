@@ -11,7 +11,7 @@ from onnx import numpy_helper
 from tftrt.converters.base import converter
 from tftrt.converters.context import LoweringContext, NodeInfo, Shape
 from tftrt.converters.elementwise import (
-    FLOAT_AND_INT32,
+    NUMERIC,
     binary_operands,
     emit_same_layout,
     input_rank,
@@ -20,7 +20,7 @@ from tftrt.converters.elementwise import (
 )
 
 BOOL = np.dtype(np.bool_)
-DATA_DTYPES = FLOAT_AND_INT32 | {BOOL}
+DATA_DTYPES = NUMERIC | {BOOL}
 
 # -- comparisons -------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ def _validate_equality(node: NodeInfo) -> str | None:
             f"broadcast; got {node.input_shapes[0]} and {node.input_shapes[1]}")
 
 
-@converter(*_ORDERING, dtypes=FLOAT_AND_INT32)
+@converter(*_ORDERING, dtypes=NUMERIC)
 def convert_ordering(ctx: LoweringContext, node: NodeInfo) -> None:
     a, b, perm = binary_operands(ctx, node)
     ctx.set_output(node, 0, ctx.node(_ORDERING[node.op], [a, b], hint=node.name), perm)

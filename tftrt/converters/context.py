@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -25,6 +25,10 @@ NHWC_TO_NCHW: tuple[int, ...] = (0, 3, 1, 2)
 NCHW_TO_NHWC: tuple[int, ...] = (0, 2, 3, 1)
 
 FLOAT_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float16)})
+INT_DTYPES = frozenset({np.dtype(np.int32), np.dtype(np.int64)})
+# what arithmetic converters accept; a backend that computes some of it inexactly says so
+# (plugins.types.NumericLimits), and the capability pass keeps such nodes native there
+NUMERIC_DTYPES = FLOAT_DTYPES | INT_DTYPES
 
 
 def invert_perm(perm: Sequence[int]) -> tuple[int, ...]:
@@ -48,6 +52,35 @@ def onnx_dtype(dtype: np.dtype) -> int:
     return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
+TensorType = tuple[np.dtype, "Shape"]  # a function argument or result: dtype and shape
+
+
+class Functions(Protocol):
+    """The graph's function library, as the converters of control flow see it.
+
+    A function is named by its library name and called with argument types; its body
+    converts when every node of it does.
+    """
+
+    def reason(self, name: str, args: Sequence[TensorType]) -> str | None:
+        """Why function ``name`` cannot be lowered for ``args``, or None."""
+        ...
+
+    def results(self, name: str, args: Sequence[TensorType]) -> list[TensorType]:
+        """The dtypes and shapes of the function's results."""
+        ...
+
+    def passthrough(self, name: str) -> list[int | None]:
+        """Per result, the argument it returns unchanged (None: a computed result)."""
+        ...
+
+    def lower(self, ctx: LoweringContext, name: str, args: Sequence[str],
+              types: Sequence[TensorType]) -> list[str]:
+        """Lower the function's body into ``ctx`` with its arguments bound to the ONNX
+        tensors ``args`` (TF layout); returns its results' ONNX names (TF layout)."""
+        ...
+
+
 @dataclass
 class NodeInfo:
     """A TF node as a converter sees it: op, decoded attrs, and its inputs' facts."""
@@ -66,6 +99,8 @@ class NodeInfo:
     used_outputs: frozenset[int] = frozenset({0})
     # this node's own output value when known at conversion time (an unfrozen variable read)
     value: np.ndarray | None = None
+    # the function library, for ops that call functions (While, If); None outside a graph
+    functions: Functions | None = None
 
     def attr(self, key: str, default: Any = None) -> Any:
         return self.attrs.get(key, default)
@@ -84,6 +119,8 @@ class LoweringContext:
     """Accumulates one segment's ONNX graph while converters run."""
 
     opset: int = 17
+    # TF_TRT_ENABLE_LAYOUT_OPTIMIZER=0: every tensor is held in its TF layout between ops
+    keep_layout: bool = False
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     # TF tensor "node:slot" -> (onnx name, perm)
@@ -164,7 +201,10 @@ class LoweringContext:
         return self.as_layout(node.inputs[i], perm)
 
     def set_output(self, node: NodeInfo, slot: int, onnx_name: str, perm: Perm = None) -> None:
-        self.tensors[f"{node.name}:{slot}"] = (onnx_name, perm)
+        ref = f"{node.name}:{slot}"
+        self.tensors[ref] = (onnx_name, perm)
+        if self.keep_layout and perm is not None:
+            self.tensors[ref] = (self.as_layout(ref, None), None)
 
     def node(self, op_type: str, inputs: Sequence[str], *, outputs: int = 1,
              hint: str | None = None, domain: str = "", **attrs: Any) -> Any:
@@ -198,16 +238,29 @@ class LoweringContext:
     def int64s(self, values: Sequence[int], hint: str = "ints") -> str:
         return self.const(np.asarray(list(values), dtype=np.int64), hint)
 
+    # -- subgraphs (bodies of Loop, If) ----------------------------------------
+    def subgraph(self) -> LoweringContext:
+        """A context for a subgraph of this one: its own nodes and TF tensors, names and
+        constants shared (constants live in the main graph, which subgraphs see)."""
+        child = LoweringContext(opset=self.opset, initializers=self.initializers)
+        child._names = self._names
+        child._const_cache = self._const_cache
+        return child
+
+    def make_graph(self, inputs: Sequence[tuple[str, np.dtype, Shape]],
+                   outputs: Sequence[tuple[str, np.dtype, Shape]],
+                   name: str) -> onnx.GraphProto:
+        """This subgraph context as a GraphProto (no initializers: they are the main
+        graph's), with nodes nothing reads dropped."""
+        nodes, _ = _prune(self.nodes, [], [o[0] for o in outputs])
+        return helper.make_graph(nodes, self.unique(name), [_value_info(*i) for i in inputs],
+                                 [_value_info(*o) for o in outputs])
+
     # -- finishing ----------------------------------------------------------
     def make_model(self, inputs: Sequence[tuple[str, np.dtype, Shape]],
                    outputs: Sequence[tuple[str, np.dtype, Shape]],
                    name: str) -> onnx.ModelProto:
         """The ONNX model of this segment, with unused nodes and initializers dropped."""
-        def vi(n: str, dt: np.dtype, shape: Shape) -> onnx.ValueInfoProto:
-            dims = None if shape is None else [
-                d if d is not None and d >= 0 else f"{n}_d{k}" for k, d in enumerate(shape)]
-            return helper.make_tensor_value_info(n, onnx_dtype(dt), dims)
-
         nodes, inits = _prune(self.nodes, self.initializers, [o[0] for o in outputs])
         # filled in place: make_graph and make_model would each copy every weight
         model = helper.make_model(onnx.GraphProto(), producer_name="tftrt",
@@ -215,12 +268,34 @@ class LoweringContext:
         graph = model.graph
         graph.name = name
         graph.node.extend(nodes)
-        graph.input.extend(vi(*i) for i in inputs)
-        graph.output.extend(vi(*o) for o in outputs)
+        graph.input.extend(_value_info(*i) for i in inputs)
+        graph.output.extend(_value_info(*o) for o in outputs)
         for init in inits:  # add+CopyFrom: upb's extend is several times slower on weights
             graph.initializer.add().CopyFrom(init)
         model.ir_version = min(model.ir_version, 9)
         return model
+
+
+def _value_info(n: str, dt: np.dtype, shape: Shape) -> onnx.ValueInfoProto:
+    dims = None if shape is None else [
+        d if d is not None and d >= 0 else f"{n}_d{k}" for k, d in enumerate(shape)]
+    return helper.make_tensor_value_info(n, onnx_dtype(dt), dims)
+
+
+def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
+    """The names a node's subgraphs (Loop and If bodies) read from the scopes around them."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        graphs = list(attr.g.node and [attr.g] or []) + list(attr.graphs)
+        for graph in graphs:
+            local = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+            for inner in graph.node:
+                local.update(inner.output)
+            for inner in graph.node:
+                names.update(i for i in inner.input if i and i not in local)
+                names.update(_subgraph_inputs(inner) - local)
+            names.update(o.name for o in graph.output if o.name not in local)
+    return names
 
 
 def _prune(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto],
@@ -231,12 +306,15 @@ def _prune(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto],
         if any(o in needed for o in n.output):
             keep.append(n)
             needed.update(i for i in n.input if i)
+            needed.update(_subgraph_inputs(n))
     keep.reverse()
     return keep, [t for t in inits if t.name in needed]
 
 
 __all__ = [
     "FLOAT_DTYPES",
+    "INT_DTYPES",
+    "NUMERIC_DTYPES",
     "NCHW_TO_NHWC",
     "NHWC_TO_NCHW",
     "LoweringContext",

@@ -14,7 +14,8 @@ import numpy as np
 
 from tftrt.converters.base import converter
 from tftrt.converters.context import (
-    FLOAT_DTYPES,
+    INT_DTYPES,
+    NUMERIC_DTYPES,
     LoweringContext,
     NodeInfo,
     Perm,
@@ -23,7 +24,7 @@ from tftrt.converters.context import (
     onnx_dtype,
 )
 
-FLOAT_AND_INT32 = FLOAT_DTYPES | {np.dtype(np.int32)}
+NUMERIC = NUMERIC_DTYPES
 
 
 # -- layout helpers (shared with activations and reduce) ---------------------
@@ -158,7 +159,7 @@ _BINARY = {"Add": "Add", "AddV2": "Add", "Sub": "Sub", "Mul": "Mul",
            "Maximum": "Max", "Minimum": "Min", "RealDiv": "Div", "Div": "Div", "Pow": "Pow"}
 
 
-@converter("Add", "AddV2", "Sub", "Mul", "Maximum", "Minimum", dtypes=FLOAT_AND_INT32)
+@converter("Add", "AddV2", "Sub", "Mul", "Maximum", "Minimum", dtypes=NUMERIC)
 def convert_binary_arith(ctx: LoweringContext, node: NodeInfo) -> None:
     a, b, perm = binary_operands(ctx, node)
     ctx.set_output(node, 0, ctx.node(_BINARY[node.op], [a, b], hint=node.name), perm)
@@ -181,9 +182,9 @@ def _dtype(node: NodeInfo) -> np.dtype:
     return np.dtype(node.attr("T", np.float32))
 
 
-def _int_floor_div(ctx: LoweringContext, a: str, b: str, hint: str) -> str:
-    """int32 ``a / b`` rounded toward -inf, whether ONNX Div truncates or floors."""
-    zero = scalar_like(ctx, 0, np.dtype(np.int32))
+def _int_floor_div(ctx: LoweringContext, a: str, b: str, hint: str, dt: np.dtype) -> str:
+    """Integer ``a / b`` rounded toward -inf, whether ONNX Div truncates or floors."""
+    zero = scalar_like(ctx, 0, dt)
     q = ctx.node("Div", [a, b], hint=f"{hint}_div")
     r = ctx.node("Sub", [a, ctx.node("Mul", [q, b], hint=f"{hint}_qb")], hint=f"{hint}_rem")
     inexact = ctx.node("Not", [ctx.node("Equal", [r, zero], hint=f"{hint}_exact")],
@@ -192,26 +193,26 @@ def _int_floor_div(ctx: LoweringContext, a: str, b: str, hint: str) -> str:
                              ctx.node("Less", [b, zero], hint=f"{hint}_bneg")],
                      hint=f"{hint}_signs")
     fix = ctx.node("Cast", [ctx.node("And", [inexact, signs], hint=f"{hint}_fix")],
-                   to=TensorProto.INT32, hint=f"{hint}_fix_int")
+                   to=onnx_dtype(dt), hint=f"{hint}_fix_int")
     return ctx.node("Sub", [q, fix], hint=hint)
 
 
-@converter("FloorDiv", dtypes=FLOAT_AND_INT32)
+@converter("FloorDiv", dtypes=NUMERIC)
 def convert_floor_div(ctx: LoweringContext, node: NodeInfo) -> None:
     a, b, perm = binary_operands(ctx, node)
-    if _dtype(node) == np.int32:
-        out = _int_floor_div(ctx, a, b, node.name)
+    if _dtype(node) in INT_DTYPES:
+        out = _int_floor_div(ctx, a, b, node.name, _dtype(node))
     else:
         out = ctx.node("Floor", [ctx.node("Div", [a, b], hint=f"{node.name}_div")],
                        hint=node.name)
     ctx.set_output(node, 0, out, perm)
 
 
-@converter("FloorMod", dtypes=FLOAT_AND_INT32)
+@converter("FloorMod", dtypes=NUMERIC)
 def convert_floor_mod(ctx: LoweringContext, node: NodeInfo) -> None:
     a, b, perm = binary_operands(ctx, node)
     dt = _dtype(node)
-    if dt == np.int32:
+    if dt in INT_DTYPES:
         ctx.set_output(node, 0, ctx.node("Mod", [a, b], fmod=0, hint=node.name), perm)
         return
     zero = scalar_like(ctx, 0, dt)
@@ -232,7 +233,7 @@ def _validate_add_n(node: NodeInfo) -> str | None:
     return None
 
 
-@converter("AddN", dtypes=FLOAT_AND_INT32, validate=_validate_add_n,
+@converter("AddN", dtypes=NUMERIC, validate=_validate_add_n,
            restrictions="at least 2 inputs")
 def convert_add_n(ctx: LoweringContext, node: NodeInfo) -> None:
     names, perm = operands_in_layout(ctx, node, range(len(node.inputs)))
@@ -243,7 +244,7 @@ def convert_add_n(ctx: LoweringContext, node: NodeInfo) -> None:
     ctx.set_output(node, 0, out, perm)
 
 
-@converter("ClipByValue", dtypes=FLOAT_AND_INT32)
+@converter("ClipByValue", dtypes=NUMERIC)
 def convert_clip_by_value(ctx: LoweringContext, node: NodeInfo) -> None:
     (x, lo, hi), perm = operands_in_layout(ctx, node, (0, 1, 2))
     # TF applies the upper bound first: where lo > hi the result is lo
@@ -303,8 +304,16 @@ def emit_same_layout(ctx: LoweringContext, node: NodeInfo, onnx_op: str, **attrs
     ctx.set_output(node, 0, ctx.node(onnx_op, [name], hint=node.name, **attrs), perm)
 
 
-@converter(*_UNARY)
+_SIGNED = ("Neg", "Abs")  # also on integers
+
+
+@converter(*(op for op in _UNARY if op not in _SIGNED))
 def convert_unary(ctx: LoweringContext, node: NodeInfo) -> None:
+    emit_same_layout(ctx, node, _UNARY[node.op])
+
+
+@converter(*_SIGNED, dtypes=NUMERIC)
+def convert_signed_unary(ctx: LoweringContext, node: NodeInfo) -> None:
     emit_same_layout(ctx, node, _UNARY[node.op])
 
 
@@ -315,21 +324,21 @@ def convert_rsqrt(ctx: LoweringContext, node: NodeInfo) -> None:
     ctx.set_output(node, 0, ctx.node("Reciprocal", [root], hint=node.name), perm)
 
 
-@converter("Square")
+@converter("Square", dtypes=NUMERIC)
 def convert_square(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)
     ctx.set_output(node, 0, ctx.node("Mul", [name, name], hint=node.name), perm)
 
 
-@converter("Round", dtypes=FLOAT_AND_INT32)
+@converter("Round", dtypes=NUMERIC)
 def convert_round(ctx: LoweringContext, node: NodeInfo) -> None:
-    emit_same_layout(ctx, node, "Identity" if _dtype(node) == np.int32 else "Round")
+    emit_same_layout(ctx, node, "Identity" if _dtype(node) in INT_DTYPES else "Round")
 
 
-@converter("Sign", dtypes=FLOAT_AND_INT32)
+@converter("Sign", dtypes=NUMERIC)
 def convert_sign(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)
-    if _dtype(node) == np.int32:
+    if _dtype(node) in INT_DTYPES:
         ctx.set_output(node, 0, ctx.node("Sign", [name], hint=node.name), perm)
         return
     sign = ctx.node("Sign", [name], hint=f"{node.name}_sign")

@@ -9,14 +9,13 @@ import numpy as np
 
 from tftrt.converters.base import converter
 from tftrt.converters.context import (
-    FLOAT_DTYPES,
     LoweringContext,
     NodeInfo,
     Perm,
     TensorProto,
     onnx_dtype,
 )
-from tftrt.converters.elementwise import FLOAT_AND_INT32, onnx_axis
+from tftrt.converters.elementwise import NUMERIC, onnx_axis
 
 BOOL = np.dtype(np.bool_)
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
@@ -55,12 +54,38 @@ def _validate_reduce(node: NodeInfo) -> str | None:
     return None
 
 
+# integer products and sums over at most this many elements become Mul/Add chains:
+# exact on every backend (some compute integer reductions in float32)
+_CHAIN_MAX = 16
+
+
+def _chain(ctx: LoweringContext, node: NodeInfo, name: str, axis: int, size: int,
+           keep: bool) -> str:
+    """Integer Prod/Sum over one axis of static ``size`` as a chain of Mul/Add."""
+    op = "Mul" if node.op == "Prod" else "Add"
+    out = None
+    for k in range(size):
+        part = ctx.node("Gather", [name, ctx.const(np.array(k, np.int64), "index")],
+                        axis=axis, hint=f"{node.name}_{k}")
+        out = part if out is None else ctx.node(op, [out, part], hint=f"{node.name}_{op}")
+    if keep:
+        out = ctx.node("Unsqueeze", [out, ctx.int64s([axis])], hint=node.name)
+    return out
+
+
 def _reduce(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)
     axes = reduction_axes(node)
     keep = bool(node.attr("keep_dims", False))
     onnx_axes = sorted(onnx_axis(perm, a) for a in axes)
     op = _ONNX_OP[node.op]
+    shape = node.input_shapes[0]
+    if (node.op in ("Prod", "Sum") and np.dtype(node.attr("T")).kind in "iu"
+            and len(axes) == 1 and shape is not None and shape[axes[0]] is not None
+            and 0 < shape[axes[0]] <= _CHAIN_MAX):
+        out = _chain(ctx, node, name, onnx_axes[0], shape[axes[0]], keep)
+        ctx.set_output(node, 0, out, reduced_perm(perm, axes, keep))
+        return
     logical = node.op in ("All", "Any")
     hint = f"{node.name}_reduce" if logical else node.name
     if logical:
@@ -82,7 +107,7 @@ def convert_mean(ctx: LoweringContext, node: NodeInfo) -> None:
     _reduce(ctx, node)
 
 
-@converter("Sum", "Max", "Min", "Prod", dtypes=FLOAT_DTYPES | {np.dtype(np.int32)},
+@converter("Sum", "Max", "Min", "Prod", dtypes=NUMERIC,
            const_inputs=(1,), validate=_validate_reduce, restrictions=_RESTRICTIONS)
 def convert_reduce(ctx: LoweringContext, node: NodeInfo) -> None:
     _reduce(ctx, node)
@@ -132,7 +157,7 @@ def _validate_arg_reduce(node: NodeInfo) -> str | None:
     return _check_const_axis(node, "dimension")
 
 
-@converter("ArgMax", "ArgMin", dtypes=FLOAT_AND_INT32, const_inputs=(1,),
+@converter("ArgMax", "ArgMin", dtypes=NUMERIC, const_inputs=(1,),
            validate=_validate_arg_reduce,
            restrictions="constant axis; known input rank; int32 or int64 output")
 def convert_arg_reduce(ctx: LoweringContext, node: NodeInfo) -> None:
@@ -168,7 +193,7 @@ def _validate_top_k(node: NodeInfo) -> str | None:
     return None
 
 
-@converter("TopKV2", dtypes=FLOAT_AND_INT32, const_inputs=(1,), validate=_validate_top_k,
+@converter("TopKV2", dtypes=NUMERIC, const_inputs=(1,), validate=_validate_top_k,
            restrictions="constant k; sorted=True")
 def convert_top_k(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)
@@ -189,7 +214,7 @@ def _validate_cumsum(node: NodeInfo) -> str | None:
     return _check_const_axis(node, "axis")
 
 
-@converter("Cumsum", dtypes=FLOAT_AND_INT32, const_inputs=(1,), validate=_validate_cumsum,
+@converter("Cumsum", dtypes=NUMERIC, const_inputs=(1,), validate=_validate_cumsum,
            restrictions="constant axis; known input rank")
 def convert_cumsum(ctx: LoweringContext, node: NodeInfo) -> None:
     name, perm = ctx.input_any(node, 0)

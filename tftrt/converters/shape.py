@@ -11,7 +11,6 @@ SpaceToDepth run in NCHW like convolutions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from onnx import numpy_helper
@@ -29,7 +28,9 @@ from tftrt.converters.context import (
 
 # Element types the data-movement ops accept.
 DATA_DTYPES = frozenset(np.dtype(d) for d in (np.float32, np.float16, np.int32, np.int64,
-                                               np.bool_))
+                                               np.bool_, np.uint8, np.int8))
+# Casts also take the narrow integers images and quantized data arrive in
+CAST_DTYPES = DATA_DTYPES | frozenset(np.dtype(d) for d in (np.int16, np.uint16))
 INDEX_DTYPES = frozenset({np.dtype(np.int32), np.dtype(np.int64)})
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
@@ -351,192 +352,19 @@ def convert_shape(ctx: LoweringContext, node: NodeInfo) -> None:
 
 
 def _validate_cast(node: NodeInfo) -> str | None:
-    return (_dtype_reason(node, "SrcT", DATA_DTYPES)
-            or _dtype_reason(node, "DstT", DATA_DTYPES))
+    return (_dtype_reason(node, "SrcT", CAST_DTYPES)
+            or _dtype_reason(node, "DstT", CAST_DTYPES))
 
 
 @converter("Cast", dtypes=None, validate=_validate_cast,
-           restrictions="SrcT and DstT among float32, float16, int32, int64, bool")
+           restrictions="SrcT and DstT among float32, float16, int64, int32, int16, int8, "
+                        "uint16, uint8, bool")
 def convert_cast(ctx: LoweringContext, node: NodeInfo) -> None:
     x, perm = ctx.input_any(node, 0)
     dst = np.dtype(node.attr("DstT"))
     if np.dtype(node.attr("SrcT")) != dst:
         x = ctx.node("Cast", [x], hint=node.name, to=onnx_dtype(dst))
     ctx.set_output(node, 0, x, perm)
-
-
-# -- Slice / StridedSlice --------------------------------------------------------
-
-def _validate_slice(node: NodeInfo) -> str | None:
-    if (reason := _known_rank(node)) is not None:
-        return reason
-    rank = node.rank(0)
-    if node.const(1) is None or node.const(2) is None:
-        for i, role in ((1, "begin"), (2, "size")):
-            if node.input_dtypes[i] not in INDEX_DTYPES:
-                return f"Slice {role} must be int32 or int64"
-            if node.input_shapes[i] not in ((rank,), (None,)):
-                return f"Slice {role} must be a vector of {rank} entries"
-        return None
-    begin, size = _int_list(node.const(1)), _int_list(node.const(2))
-    if len(begin) != rank or len(size) != rank:
-        return f"Slice begin {begin} and size {size} must have {rank} entries"
-    if any(b < 0 for b in begin) or any(s < -1 for s in size):
-        return f"Slice begin {begin} must be >= 0 and size {size} >= -1"
-    return None
-
-
-@converter("Slice", dtypes=DATA_DTYPES, validate=_validate_slice,
-           restrictions="begin and size are 1-D int32/int64 (constant or computed)")
-def convert_slice(ctx: LoweringContext, node: NodeInfo) -> None:
-    x, perm = ctx.input_any(node, 0)
-    axes = _onnx_axes(perm, range(node.rank(0)))
-    if node.const(1) is not None and node.const(2) is not None:
-        begin, size = _int_list(node.const(1)), _int_list(node.const(2))
-        ends = [INT64_MAX if s == -1 else b + s for b, s in zip(begin, size, strict=True)]
-        starts, stops = ctx.int64s(begin), ctx.int64s(ends)
-    else:
-        i64 = onnx_dtype(np.int64)
-        starts = ctx.node("Cast", [ctx.input(node, 1)], to=i64, hint=f"{node.name}_begin")
-        size = ctx.node("Cast", [ctx.input(node, 2)], to=i64, hint=f"{node.name}_size")
-        to_end = ctx.node("Equal", [size, ctx.int64s([-1])], hint=f"{node.name}_to_end")
-        stops = ctx.node("Where", [to_end, ctx.int64s([INT64_MAX]),
-                                   ctx.node("Add", [starts, size], hint=f"{node.name}_sum")],
-                         hint=f"{node.name}_end")
-    y = ctx.node("Slice", [x, starts, stops, ctx.int64s(axes)], hint=node.name)
-    ctx.set_output(node, 0, y, perm)
-
-
-@dataclass(frozen=True)
-class _StridedSlice:
-    """A StridedSlice in dense form: one (start, end, step) per input axis."""
-
-    starts: list[int]
-    ends: list[int]
-    steps: list[int]
-    shrink: list[int]  # input axes removed from the output
-    new_axes: list[int]  # output axes of size 1 inserted
-
-
-def _bit(mask: int, i: int) -> bool:
-    return bool(mask >> i & 1)
-
-
-def _strided_slice(node: NodeInfo) -> _StridedSlice | str:
-    """Resolve the sparse begin/end/strides/masks of a StridedSlice against the input rank."""
-    rank = node.rank(0)
-    if rank is None:
-        return "The input of StridedSlice must have a known rank"
-    begin, end, strides = (_int_list(node.const(i)) for i in (1, 2, 3))
-    n = len(begin)
-    if len(end) != n or len(strides) != n:
-        return f"StridedSlice begin {begin}, end {end} and strides {strides} differ in length"
-    if any(s == 0 for s in strides):
-        return f"StridedSlice strides must be non-zero, got {strides}"
-    bm, em = node.attr("begin_mask", 0), node.attr("end_mask", 0)
-    ellipsis, new_axis = node.attr("ellipsis_mask", 0), node.attr("new_axis_mask", 0)
-    shrink = node.attr("shrink_axis_mask", 0)
-    if bin(ellipsis).count("1") > 1:
-        return "StridedSlice with more than one ellipsis is invalid"
-    if ellipsis == 0:
-        ellipsis, n = 1 << n, n + 1  # an implicit ellipsis at the end
-    entries: list[int | None] = []  # sparse index of each dense axis (None: full range)
-    new_positions: list[int] = []
-    out_rank = 0
-    for i in range(n):
-        if _bit(ellipsis, i):
-            used = sum(1 for j in range(n) if not _bit(ellipsis, j) and not _bit(new_axis, j))
-            count = rank - used
-            if count < 0:
-                break
-            entries.extend([None] * count)
-            out_rank += count
-        elif _bit(new_axis, i):
-            new_positions.append(out_rank)
-            out_rank += 1
-        else:
-            entries.append(i)
-            out_rank += 0 if _bit(shrink, i) else 1
-    if len(entries) != rank:
-        return f"StridedSlice indexes {len(entries)} axes of a rank-{rank} input"
-    starts, ends, steps, shrunk = [], [], [], []
-    for axis, i in enumerate(entries):
-        if i is None:
-            starts.append(0)
-            ends.append(INT64_MAX)
-            steps.append(1)
-        elif _bit(shrink, i):
-            b = begin[i]
-            if strides[i] < 0:
-                return "StridedSlice shrink_axis_mask needs a positive stride"
-            starts.append(b)
-            ends.append(INT64_MAX if b == -1 else b + 1)
-            steps.append(1)
-            shrunk.append(axis)
-        else:
-            s, b, e = strides[i], begin[i], end[i]
-            if _bit(bm, i):
-                b = 0 if s > 0 else INT64_MAX
-            if _bit(em, i):
-                e = INT64_MAX if s > 0 else INT64_MIN
-            if s < 0 and not _bit(bm, i) and b < -1:
-                # a start before the first element makes TF's slice empty; ONNX clamps it to 0
-                dim = node.input_shapes[0][axis]
-                if dim is None:
-                    return (f"StridedSlice with stride {s} and begin {b} on axis {axis} "
-                            "needs a known dimension")
-                if b + dim < 0:
-                    b, e = 0, 0
-            starts.append(b)
-            ends.append(e)
-            steps.append(s)
-    return _StridedSlice(starts, ends, steps, shrunk, new_positions)
-
-
-@converter("StridedSlice", dtypes=DATA_DTYPES, const_inputs=(1, 2, 3),
-           validate=refusal_of(_strided_slice),
-           restrictions="begin, end and strides must be constant")
-def convert_strided_slice(ctx: LoweringContext, node: NodeInfo) -> None:
-    spec = _strided_slice(node)
-    assert not isinstance(spec, str), spec
-    if spec.new_axes:
-        x, perm = ctx.input(node, 0), None
-    else:
-        x, perm = ctx.input_any(node, 0)
-    axes = _onnx_axes(perm, range(len(spec.starts)))
-    y = ctx.node("Slice", [x, ctx.int64s(spec.starts), ctx.int64s(spec.ends), ctx.int64s(axes),
-                           ctx.int64s(spec.steps)], hint=node.name)
-    if spec.shrink:
-        y = ctx.node("Squeeze", [y, ctx.int64s(sorted(_onnx_axes(perm, spec.shrink)))],
-                     hint=node.name)
-        perm = _squeezed_perm(perm, spec.shrink)
-    if spec.new_axes:
-        y = ctx.node("Unsqueeze", [y, ctx.int64s(spec.new_axes)], hint=node.name)
-    ctx.set_output(node, 0, y, perm)
-
-
-# -- GatherV2 ------------------------------------------------------------------------
-
-def _validate_gather(node: NodeInfo) -> str | None:
-    if (reason := _known_rank(node)) is not None:
-        return reason
-    if (reason := _dtype_reason(node, "Tindices", INDEX_DTYPES)) is not None:
-        return reason
-    if node.attr("batch_dims", 0) != 0:
-        return f"GatherV2 batch_dims={node.attr('batch_dims')} is not supported (only 0)"
-    axis = _int_list(node.const(2))
-    rank = node.rank(0)
-    if len(axis) != 1 or not -rank <= axis[0] < rank:
-        return f"GatherV2 axis {axis} is out of range for rank {rank}"
-    return None
-
-
-@converter("GatherV2", dtypes=DATA_DTYPES, dtype_attr="Tparams", const_inputs=(2,),
-           validate=_validate_gather, restrictions="axis must be constant, batch_dims 0")
-def convert_gather(ctx: LoweringContext, node: NodeInfo) -> None:
-    axis = _int_list(node.const(2))[0] % node.rank(0)
-    y = ctx.node("Gather", [ctx.input(node, 0), ctx.input(node, 1)], hint=node.name, axis=axis)
-    ctx.set_output(node, 0, y)
 
 
 # -- Unpack / Split / SplitV -------------------------------------------------------------

@@ -16,10 +16,13 @@ at its optimal shape, which runs about 15-30% faster than the bounded model at
 that shape (MobileNetV2 here). A call runs on the static model of its exact shapes
 if there is one, else on the first bounded model whose range contains them.
 Compiled models keep a pool of inference requests, so threads run concurrently.
+Only the first compiled model of an engine is compiled before build() returns; the
+others compile in the background, and a call that needs one waits for it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import os
@@ -31,7 +34,14 @@ import numpy as np
 
 from tftrt.engines.cpu import isa_signature
 from tftrt.plugins.hookspecs import hookimpl
-from tftrt.plugins.types import BuildConfig, Engine, EngineBackend, ShapeProfile, Shapes
+from tftrt.plugins.types import (
+    BuildConfig,
+    Engine,
+    EngineBackend,
+    NumericLimits,
+    ShapeProfile,
+    Shapes,
+)
 
 _HINT_TO_PRECISION = {"f32": "FP32", "float32": "FP32", "bf16": "BF16", "bfloat16": "BF16",
                       "f16": "FP16", "float16": "FP16"}
@@ -64,9 +74,9 @@ _INSTALLED_LAYERS: set[str] = set()
 def _install_layer_extensions(core) -> None:
     """Add the frontend extensions of the plugin layers that lower natively on OpenVINO
     (``tftrt_plugin_layers``), once per layer and process, before any model is read."""
-    from tftrt.plugins.manager import get_registry
+    from tftrt.plugins.manager import runtime_registry
 
-    for op_type, lowering in get_registry().layer_lowerings(OpenVinoBackend.name):
+    for op_type, lowering in runtime_registry().layer_lowerings(OpenVinoBackend.name):
         if op_type not in _INSTALLED_LAYERS:
             core.add_extension(lowering.extension())
             _INSTALLED_LAYERS.add(op_type)
@@ -152,24 +162,33 @@ def _runs_int8(compiled) -> bool:
     return False
 
 
+# Compiled models an engine needs later than its first are compiled here, in the
+# background, so that build() waits for one compile only.
+_BACKGROUND = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tftrt-openvino")
+
+
 class _Compiled:
-    """One compiled model, the shape range it serves, and its pool of inference requests."""
+    """One compiled model (or its compile in progress), the shape range it serves, and its
+    pool of inference requests."""
 
     def __init__(self, compiled, lo: Shapes | None, hi: Shapes | None) -> None:
-        import openvino as ov
-
-        self.compiled, self.lo, self.hi = compiled, lo, hi
-        self._outputs = list(compiled.outputs)
-        self._n_out = len(self._outputs)
-        # Numeric tensors go in and out through the request's own tensors: an input is
-        # shared with OpenVINO, not copied, and the Python-side dispatch of infer(inputs)
-        # (about 0.05 ms a call) is skipped. Strings take OpenVINO's general path.
-        self._lean = all(p.get_element_type().is_static() and
-                         p.get_element_type() != ov.Type.string
-                         for p in list(compiled.inputs) + self._outputs)
-        self._tensor = ov.Tensor
-        self._idle = [compiled.create_infer_request()]
+        self._source, self.lo, self.hi = compiled, lo, hi
+        self._idle: list = []
+        self._outputs: list | None = None
+        self._lean: bool | None = None  # known once the compile is done (_new_request)
         self._lock = threading.Lock()
+
+    @property
+    def compiled(self):
+        if isinstance(self._source, concurrent.futures.Future):
+            self._source = self._source.result()  # raises what the compile raised
+        return self._source
+
+    @property
+    def outputs(self) -> list:
+        if self._outputs is None:
+            self._outputs = list(self.compiled.outputs)
+        return self._outputs
 
     @property
     def static(self) -> bool:
@@ -180,13 +199,29 @@ class _Compiled:
             return True
         return ShapeProfile(self.lo, self.hi, self.hi).contains(shapes)
 
+    def _new_request(self):
+        """A new inference request (the first one also settles how requests are run)."""
+        if self._lean is None:
+            import openvino as ov
+
+            # Numeric tensors go in and out through the request's own tensors: an input is
+            # shared with OpenVINO, not copied, and the Python-side dispatch of
+            # infer(inputs) (about 0.05 ms a call) is skipped. Strings take OpenVINO's
+            # general path.
+            self._n_out = len(self.outputs)
+            self._tensor = ov.Tensor
+            self._lean = all(p.get_element_type().is_static() and
+                             p.get_element_type() != ov.Type.string
+                             for p in list(self.compiled.inputs) + self.outputs)
+        return self.compiled.create_infer_request()
+
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         with self._lock:
-            request = self._idle.pop() if self._idle else self.compiled.create_infer_request()
+            request = self._idle.pop() if self._idle else self._new_request()
         try:
             if not self._lean:
                 result = request.infer(list(inputs))
-                return [np.array(result[o]) for o in self._outputs]
+                return [np.array(result[o]) for o in self.outputs]
             tensor = self._tensor
             for k, x in enumerate(inputs):
                 flags = getattr(x, "flags", None)
@@ -288,8 +323,27 @@ def _ranges(config: BuildConfig) -> list[tuple[Shapes | None, Shapes | None]]:
     return out
 
 
+# Measured on OpenVINO's CPU plugin (tests/test_backend_numerics.py holds it to this):
+# int64 tensors run as int32; these ops are exact on int32 of any magnitude, the others
+# (Div, Mod, Clip, MatMul, Pad, Resize, ReduceSum/Max/Min, ...) compute in float32.
+_EXACT_INTEGER_OPS = frozenset({
+    "Abs", "Add", "And", "ArgMax", "ArgMin", "Cast", "Concat", "ConstantOfShape", "CumSum",
+    "Equal", "Expand", "Flatten", "Gather", "GatherElements", "GatherND", "Greater",
+    "GreaterOrEqual", "Identity", "Less", "LessOrEqual", "Max", "Min", "Mul", "Neg",
+    "NonMaxSuppression", "Not", "Or", "Range", "Reshape", "ScatterElements", "ScatterND",
+    "Shape", "Sign", "Size", "Slice", "Split", "Squeeze", "Sub", "Tile", "TopK", "Transpose",
+    "Unsqueeze", "Where", "Xor"})
+OPENVINO_LIMITS = NumericLimits(narrowed={np.dtype(np.int64): (1 << 31) - 1,
+                                          np.dtype(np.uint64): (1 << 31) - 1},
+                                exact_integer_ops=_EXACT_INTEGER_OPS)
+
+
 class OpenVinoBackend:
     name = "openvino"
+
+    def numeric_limits(self) -> NumericLimits:
+        """int64 runs as int32; some ops compute integers in float32 (see OPENVINO_LIMITS)."""
+        return OPENVINO_LIMITS
 
     def available(self) -> bool:
         return find_spec("openvino") is not None
@@ -316,7 +370,9 @@ class OpenVinoBackend:
                 model.reshape({k: ov.PartialShape([ov.Dimension(a, b) for a, b in
                                                     zip(lo[k], hi[k], strict=True)])
                                for k in range(len(lo))})
-            parts.append(_Compiled(_compile(core, model, props), lo, hi))
+            compiled = (_compile(core, model, props) if not parts else
+                        _BACKGROUND.submit(_compile, core, model, props))
+            parts.append(_Compiled(compiled, lo, hi))
         return OpenVinoEngine(parts, props.get("INFERENCE_NUM_THREADS"))
 
     def deserialize(self, data: bytes, config: BuildConfig) -> Engine:

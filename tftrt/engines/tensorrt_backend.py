@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+import tftrt.env as env
+from tftrt.engines.topk_limit import TENSORRT_MAX_TOP_K, limit_nms_top_k
 from tftrt.plugins.hookspecs import hookimpl
 from tftrt.plugins.types import BuildConfig, Engine, EngineBackend, ShapeProfile
 
@@ -154,6 +156,8 @@ class TensorRTBackend:
         import tensorrt as trt
 
         profiles = tuple(config.profiles) or _static_profile(config.input_shapes)
+        model_bytes = limit_nms_top_k(model_bytes, TENSORRT_MAX_TOP_K,
+                                      env.get("TF_TRT_ALLOW_NMS_TOPK_OVERRIDE"))
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
         network = builder.create_network(0)

@@ -4,19 +4,20 @@ partitioners, cost models, graph passes and plugin layers."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
-import os
 from dataclasses import dataclass
 
 import pluggy
 
+import tftrt.env as env
 from tftrt.plugins import hookspecs
 from tftrt.plugins.layers import LayerLowering, PluginLayer
 from tftrt.plugins.partitioning import CostModel, Partitioner
 from tftrt.plugins.passes import PASS_POINTS, GraphPass
 from tftrt.plugins.types import EngineBackend, OpConverter
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.plugins")
 
 # Loaded when the tftrt distribution's own entry points are not installed
 # (running from a source tree); the same modules the entry points name.
@@ -73,8 +74,7 @@ class Registry:
                     raise ConverterConflictError(
                         f"engine backend {backend.name!r} is registered twice")
                 self._backends[backend.name] = backend
-        fake = os.environ.get("TF_TRT_OP_FAKELIST", "")
-        self.fake_ops = frozenset(s.strip() for s in fake.split(",") if s.strip())
+        self.fake_ops = env.get("TF_TRT_OP_FAKELIST")  # read once, as TF-TRT does
 
     def _add_converter(self, op: str, conv: OpConverter, plugin: str) -> None:
         old = self._converters.get(op)
@@ -171,12 +171,38 @@ def _by_name(pm: pluggy.PluginManager, hook, what: str, key) -> dict:
     return found
 
 
-def make_plugin_manager(extra_plugins: tuple[object, ...] = ()) -> pluggy.PluginManager:
-    """A plugin manager with the built-ins, the ``tftrt`` entry points and ``extra_plugins``."""
+# The built-ins that serve conversion only; they import TensorFlow (the compiler).
+CONVERSION_PLUGINS = ("tftrt.converters.builtin", "tftrt.compiler.partitioners")
+
+
+def _load_runtime_entry_points(pm: pluggy.PluginManager) -> None:
+    """The ``tftrt`` entry points but tftrt's conversion plugins; one that fails to import
+    is skipped with a warning (a deployment image may lack what a plugin needs)."""
+    for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+        if ep.value.split(":")[0] in CONVERSION_PLUGINS:
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:
+            log.warning("tftrt plugin %s (%s) not loaded: %s", ep.name, ep.value, exc)
+            continue
+        if not pm.is_registered(module):
+            pm.register(module, name=ep.name)
+
+
+def make_plugin_manager(extra_plugins: tuple[object, ...] = (),
+                        runtime_only: bool = False) -> pluggy.PluginManager:
+    """A plugin manager with the built-ins, the ``tftrt`` entry points and ``extra_plugins``;
+    ``runtime_only``: without the conversion plugins, so that no TensorFlow is imported."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    if runtime_only:
+        _load_runtime_entry_points(pm)
+    else:
+        pm.load_setuptools_entrypoints(hookspecs.PROJECT)
     for modname in BUILTIN_PLUGINS:
+        if runtime_only and modname in CONVERSION_PLUGINS:
+            continue
         module = importlib.import_module(modname)
         if not pm.is_registered(module):
             pm.register(module, name=modname)
@@ -193,6 +219,7 @@ def make_plugin_manager(extra_plugins: tuple[object, ...] = ()) -> pluggy.Plugin
 
 
 _REGISTRY: Registry | None = None
+_RUNTIME_REGISTRY: Registry | None = None
 
 
 def get_registry() -> Registry:
@@ -201,6 +228,18 @@ def get_registry() -> Registry:
     if _REGISTRY is None:
         _REGISTRY = Registry(make_plugin_manager())
     return _REGISTRY
+
+
+def runtime_registry() -> Registry:
+    """What running engines needs (backends, plugin layers): the full registry where this
+    process has built it, else one without the conversion plugins, which imports no
+    TensorFlow (``tftrt.runtime.load``)."""
+    global _RUNTIME_REGISTRY
+    if _REGISTRY is not None:
+        return _REGISTRY
+    if _RUNTIME_REGISTRY is None:
+        _RUNTIME_REGISTRY = Registry(make_plugin_manager(runtime_only=True))
+    return _RUNTIME_REGISTRY
 
 
 def reset_registry(*extra_plugins: object) -> Registry:

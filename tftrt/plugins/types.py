@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,6 +96,27 @@ class BuildConfig:
     profiles: tuple[ShapeProfile, ...] = ()
 
 
+@dataclass(frozen=True)
+class NumericLimits:
+    """Where a backend computes integers exactly, in ONNX terms (the default: everywhere).
+
+    A backend declares these through an optional ``numeric_limits()`` method; the
+    capability pass keeps a node out of its engines when the node's integer values
+    are not known to stay within them.
+    """
+
+    # integer dtype -> the largest magnitude it holds exactly (it runs in a narrower type)
+    narrowed: Mapping[np.dtype, int] = field(default_factory=dict)
+    # ONNX op types exact on integers of any magnitude; None: every op is
+    exact_integer_ops: frozenset[str] | None = None
+    # the largest magnitude the other ops keep exact on integers (they compute in float32)
+    float_exact: int = 1 << 24
+
+    @property
+    def unlimited(self) -> bool:
+        return not self.narrowed and self.exact_integer_ops is None
+
+
 @runtime_checkable
 class Engine(Protocol):
     """A built engine: runs on numpy arrays, serializes to bytes."""
@@ -128,3 +149,9 @@ class EngineBackend(Protocol):
     # Optional: ``target() -> str``, what a serialized engine is specific to on this
     # machine (e.g. the instruction sets it was compiled for); an engine saved under
     # another target is not loaded. Absent: engines are portable.
+    # Optional: ``numeric_limits() -> NumericLimits``, where it computes integers exactly.
+
+def numeric_limits(backend: Any) -> NumericLimits:
+    """What ``backend`` declares through its optional ``numeric_limits()``; else no limits."""
+    declare = getattr(backend, "numeric_limits", None)
+    return declare() if callable(declare) else NumericLimits()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Mapping
+
+from tftrt.env import get as env_value
 
 ENV_VAR = "TF_TRT_SHOW_DETAILED_REPORT"
 DOCS_URL = (
@@ -14,9 +15,6 @@ DOCS_URL = (
 )
 CSV_SEPARATOR = "|"
 CSV_HEADER = ("OP Name", "Reason", "Count")
-
-_NUMERIC_CHARS = frozenset("-0123456789")
-_LEADING_INT = re.compile(r"-?[0-9]+")
 
 Counts = Mapping[str, Mapping[str, int]]
 
@@ -87,42 +85,31 @@ def write_nonconversion_csv(counts: Counts, path: str | os.PathLike[str]) -> Non
         raise
 
 
-def _is_detailed_number(value: str) -> bool:
-    """Whether a value made only of ``-`` and digits asks for the detailed report (>= 1)."""
-    match = _LEADING_INT.match(value)
-    return match is not None and int(match.group()) >= 1
-
-
 def emit_nonconversion_report(
     counts: Counts,
     env: Mapping[str, str] | None = None,
-    log: logging.Logger = logging.getLogger("tftrt"),  # noqa: B008
+    log: logging.Logger = logging.getLogger("tftrt.report"),  # noqa: B008
 ) -> str:
     """Log the non-conversion report at WARNING, as ``TF_TRT_SHOW_DETAILED_REPORT`` asks.
 
-    The variable (read from ``env``, default ``os.environ``) selects the mode:
-    unset or empty gives the normal report; a number >= 1 the detailed one;
-    any other number the normal one; anything else is a path, where the CSV
-    report is written (a failure is logged as ERROR) and the detailed report
-    is logged. Returns the logged text.
+    The variable (read from ``env``, default ``os.environ``; see ``tftrt.env``)
+    selects the mode: unset or empty gives the normal report; a number >= 1 the
+    detailed one; any other number the normal one; anything else is a path, where
+    the CSV report is written (a failure is logged as ERROR) and the detailed
+    report is logged. Returns the logged text.
     """
-    value = (os.environ if env is None else env).get(ENV_VAR, "")
-    detailed = False
-    if value:
-        if any(c not in _NUMERIC_CHARS for c in value):
-            try:
-                write_nonconversion_csv(counts, value)
-            except OSError as e:
-                log.error(
-                    "Problem encountered while generating the TF-TRT Non-Conversion Report "
-                    "in CSV Format:\n%s",
-                    e,
-                )
-            else:
-                log.warning("TF-TRT Non-Conversion Report saved at: `%s`", value)
-            detailed = True
+    mode = env_value(ENV_VAR, env)
+    if mode.csv_path is not None:
+        try:
+            write_nonconversion_csv(counts, mode.csv_path)
+        except OSError as e:
+            log.error(
+                "Problem encountered while generating the TF-TRT Non-Conversion Report "
+                "in CSV Format:\n%s",
+                e,
+            )
         else:
-            detailed = _is_detailed_number(value)
-    text = format_nonconversion_report(counts, detailed)
+            log.warning("TF-TRT Non-Conversion Report saved at: `%s`", mode.csv_path)
+    text = format_nonconversion_report(counts, mode.detailed)
     log.warning("%s", text)
     return text

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tensorflow.core.framework import graph_pb2
 
-from tftrt.specs import ENGINE_OP, ORIGINAL_OP_ATTR
+from tftrt.specs import ENGINE_OP, segment_op_counts
+from tftrt.specs import original_op as original_op  # re-exported
 
 # on a native-segment Const that stands for a variable read (codegen): the read's op type
 MIN_LINE_LENGTH = 160
@@ -63,22 +64,14 @@ def _shapes(node: Any, key: str) -> list[list[int]]:
     return [[d.size for d in shape.dim] for shape in node.attr[key].list.shape]
 
 
-def original_op(node: Any) -> str:
-    """The op type a native-segment node had in the input graph (variable reads become Consts)."""
-    attr = node.attr.get(ORIGINAL_OP_ATTR)
-    return attr.s.decode() if attr is not None and attr.s else node.op
-
-
-def _segment_op_counts(graph_def: graph_pb2.GraphDef, node: Any) -> tuple[int, Counter[str]]:
-    """Number of native-segment nodes of an engine, and their count per op type."""
-    if "segment_func" in node.attr and node.attr["segment_func"].func.name:
-        func_name = node.attr["segment_func"].func.name
-    else:
-        func_name = f"{node.name}_native_segment"
-    for func in graph_def.library.function:
-        if func.signature.name == func_name:
-            return len(func.node_def), Counter(original_op(n) for n in func.node_def)
-    return 0, Counter()
+def calibration_note(cal: Mapping[str, Any] | None) -> str | None:
+    """The summary's line on where an INT8 engine's scales came from (None: not INT8)."""
+    if cal and cal.get("source") == "calibration":
+        return (f"INT8 scales: {cal['method']} calibration on {cal['batches']} batches "
+                f"of shapes {cal['input_shapes']}, {cal.get('weight_bits', 8)}-bit weights")
+    if cal and cal.get("source") == "graph":
+        return "INT8 scales: from the graph's quantization ops"
+    return None
 
 
 def format_summary(
@@ -86,6 +79,7 @@ def format_summary(
     line_length: int = 160,
     detailed: bool = True,
     engine_notes: dict[str, list[str]] | None = None,
+    segment_ops: Mapping[str, Mapping[str, int]] | None = None,
 ) -> str:
     """The text of ``converter.summary()`` for a converted GraphDef.
 
@@ -99,6 +93,8 @@ def format_summary(
       detailed: also list each engine's op types and counts.
       engine_notes: extra lines per engine name, shown as ``\\t- <note>`` under
         the engine's row (after its op counts when ``detailed``).
+      segment_ops: op type -> count per engine, for engines whose native segment
+        is not in the graph (a model saved with ``remove_native_segments``).
 
     Raises:
       ValueError: if ``line_length`` is below 160.
@@ -122,7 +118,10 @@ def format_summary(
 
     n_converted = 0
     for name, node in sorted(engines.items()):
-        node_count, op_counts = _segment_op_counts(graph_def, node)
+        node_count, op_counts = segment_op_counts(graph_def, node)
+        if not node_count and segment_ops and name in segment_ops:
+            op_counts = Counter(segment_ops[name])
+            node_count = sum(op_counts.values())
         n_converted += node_count
         if len(engines) != 1:
             lines.append(f"\n{'-' * 40}\n")

@@ -6,43 +6,37 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+import tftrt.env as env
 from tftrt.errors import EngineError
 from tftrt.plugins.types import BuildConfig, Engine, EngineBackend, ShapeProfile, Shapes
 from tftrt.runtime.cache import EngineCache, Key, serves
 from tftrt.runtime.profiles import implicit_batch_profile, make_profiles, profile_tag
 from tftrt.specs import Shape, TensorSpec
 
-log = logging.getLogger("tftrt")
+log = logging.getLogger("tftrt.runtime")
 
 NativeFn = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or not value.strip():
-        return default
-    return value.strip().lower() not in _FALSE
 
 
 def native_fallback_allowed() -> bool:
-    return _env_flag("TF_TRT_ALLOW_ENGINE_NATIVE_SEGMENT_EXECUTION", True)
+    return env.get("TF_TRT_ALLOW_ENGINE_NATIVE_SEGMENT_EXECUTION")
 
 
 def engine_build_aborted() -> bool:
-    return _env_flag("TF_TRT_ABORT_CUDA_ENGINE_BUILD", False)
+    return env.get("TF_TRT_ABORT_CUDA_ENGINE_BUILD")
 
 
 def export_engine(name: str, engine: Engine, key: Key, backend: str) -> list[str]:
     """With ``TF_TRT_EXPORT_TRT_ENGINES_PATH`` set, write the engine there as files the
     backend's own tools open, named after the engine and its profiles."""
-    directory = os.environ.get("TF_TRT_EXPORT_TRT_ENGINES_PATH", "").strip()
+    directory = env.get("TF_TRT_EXPORT_TRT_ENGINES_PATH")
     if not directory:
         return []
     stem = os.path.join(directory, f"{name}.{profile_tag(key)}")
@@ -160,7 +154,7 @@ class EngineOp:
         first = key[0]
         shapes = first.opt if len(key) == 1 else tuple(
             tuple(a if all(p.min[k][d] == p.max[k][d] == a for p in key) else None
-                  for d, a in enumerate(first.opt))
+                  for d, a in enumerate(first.opt[k]))
             for k in range(len(first.opt)))
         return BuildConfig(self.precision_mode, shapes, self.max_workspace_size_bytes,
                            profiles=key)
@@ -187,9 +181,13 @@ class EngineOp:
                              may_build=self.allow_build_at_runtime, rank=_batch_rank)
 
     def _build(self, key: Key) -> Engine | None:
+        start = time.perf_counter()
+        env.note_backend(self.backend.name)
+        aborted = engine_build_aborted()  # a malformed value is the user's error: raised
         try:
-            if engine_build_aborted():
-                raise EngineError("engine build aborted by TF_TRT_ABORT_CUDA_ENGINE_BUILD")
+            if aborted:
+                raise EngineError("engine build aborted by TF_TRT_ABORT_CUDA_ENGINE_BUILD "
+                                  "(or TF_TRT_ABORT_ENGINE_BUILD)")
             engine = self.backend.build(self.onnx_model, self.build_config(key))
         except Exception as exc:
             self.stats.add(build_failures=1)
@@ -197,6 +195,8 @@ class EngineOp:
                          f"{_fmt_profiles(key)} failed: {exc}")
             return None
         self.stats.add(builds=1)
+        log.info("%s: built the %s engine (%s) for %s in %.2f s", self.name, self.backend.name,
+                 engine.precision, _fmt_profiles(key), time.perf_counter() - start)
         if self.dynamic_shape:
             self.profiles = key
         export_engine(self.name, engine, key, self.backend.name)
@@ -239,6 +239,13 @@ class EngineOp:
                 self.profiles = key
         self._failed(message, "it will be rebuilt" if self.allow_build_at_runtime else None)
 
+    def _key_of(self, engine: Engine) -> str:
+        """The profiles of a cached engine (for debug logs)."""
+        for key, cached in self.engines():
+            if cached is engine:
+                return _fmt_profiles(key)
+        return "shapes no longer cached"
+
     @property
     def precision(self) -> str | None:
         """The precision the cached engines run at (None before any engine exists)."""
@@ -269,6 +276,9 @@ class EngineOp:
             try:
                 outs = engine.run(inputs)
                 self.stats.engine_call(shapes)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s: shapes %s ran on the engine for %s", self.name,
+                              _fmt(shapes), self._key_of(engine))
                 return [o if o.dtype == s.dtype else o.astype(s.dtype)
                         for o, s in zip(outs, self.outputs, strict=True)]
             except Exception as exc:
@@ -309,6 +319,10 @@ class EngineOp:
         if self.native is None:
             raise EngineError(f"{self.name}: no usable engine and no native segment to run")
         self.stats.add(shapes, native_calls=1)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: shapes %s ran on the native segment (%s)", self.name, _fmt(shapes),
+                      "collecting shapes for profiles" if self.collector is not None
+                      else self.stats.last_error or "no engine serves them")
         return self.native(inputs)
 
     def _failed(self, message: str, remedy: str | None = None) -> None:

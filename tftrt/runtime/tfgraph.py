@@ -33,28 +33,16 @@ def adopt(array: np.ndarray) -> tf.Tensor:
 
 
 class GraphFunction:
-    """A GraphDef run by TensorFlow from tensors ``inputs`` to tensors ``outputs``:
-    ``fn(*tensors) -> list[tf.Tensor]``, eagerly or inside a ``tf.function``."""
+    """A concrete function running a GraphDef, called flat: ``fn(*tensors) ->
+    list[tf.Tensor]``, eagerly or inside a ``tf.function``."""
 
-    def __init__(self, graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
-                 outputs: Sequence[str], captures: Mapping[str, Any] | None = None) -> None:
-        present = {n.name for n in graph_def.node}
-
-        def _import():
-            graph = tf.compat.v1.get_default_graph()
-            input_map = {f"{name}:0": graph.capture(var.handle)
-                         for name, var in (captures or {}).items() if name in present}
-            tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
-
-        wrapped = tf.compat.v1.wrap_function(_import, [])
-        g = wrapped.graph
-        self.function = wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
-                                      [g.get_tensor_by_name(t) for t in outputs])
-        # The pruned function's structured call first tries, and fails, to bind its
-        # arguments by structure, formatting every input tensor for the error it then
-        # swallows (~3 ms a call on a 200 KB input): call it flat.
-        self._call_flat = getattr(self.function, "_call_flat", None)
-        self._captured = self.function.captured_inputs
+    def __init__(self, function: Any) -> None:
+        self.function = function
+        # A structured call binds the arguments by structure first; the pruned function
+        # of a v1 graph fails that and formats every input tensor for the error it then
+        # swallows (~3 ms a call on a 200 KB input): call flat.
+        self._call_flat = getattr(function, "_call_flat", None)
+        self._captured = function.captured_inputs
 
     def __call__(self, *args: tf.Tensor) -> list[tf.Tensor]:
         if self._call_flat is None:  # pragma: no cover - a TF without the private call
@@ -67,9 +55,95 @@ def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
                    ) -> GraphFunction:
     """A function running ``graph_def`` from tensors ``inputs`` to ``outputs``.
 
-    ``captures`` binds resource Placeholders (by node name) to variables.
+    ``captures`` binds resource Placeholders (by node name) to variables or other
+    resources (lookup tables), or to their handle tensors. The graph is imported into
+    a ``tf.function``, so a call costs what calling the original function costs. A
+    graph with v1 control flow (loops lowered to Enter/Exit) or that calls functions of
+    its library is imported into a v1 graph instead (``wrap_function``): there no
+    automatic control dependencies cross loop frames, and the library goes with it.
     """
-    return GraphFunction(graph_def, inputs, outputs, captures)
+    if _needs_v1_graph(graph_def):
+        return _v1_graph_function(graph_def, inputs, outputs, captures)
+    nodes = {n.name: n for n in graph_def.node}
+    specs = [_placeholder_spec(nodes, ref) for ref in inputs]
+    bound = {name: obj for name, obj in (captures or {}).items() if name in nodes}
+    outputs = list(outputs)
+    graph_def = _without_controls_on(graph_def, {r.split(":")[0] for r in inputs} | set(bound))
+
+    def run(*args):
+        input_map = dict(zip(inputs, args, strict=True))
+        graph = tf.compat.v1.get_default_graph()
+        input_map.update({f"{name}:0": graph.capture(resource_handle(obj))
+                          for name, obj in bound.items()})
+        wanted = [ref for ref in outputs if ref not in input_map]
+        got = dict(zip(wanted, tf.graph_util.import_graph_def(
+            graph_def, input_map=input_map, return_elements=wanted, name=""), strict=True))
+        return [input_map[ref] if ref in input_map else got[ref] for ref in outputs]
+
+    return GraphFunction(
+        tf.function(run, input_signature=specs, autograph=False).get_concrete_function())
+
+
+_V1_CONTROL_FLOW = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter",
+                              "RefExit", "RefNextIteration"})
+
+
+def _without_controls_on(graph_def: graph_pb2.GraphDef, names: set[str]) -> graph_pb2.GraphDef:
+    """A copy without control inputs on ``names`` (fed Placeholders: in a tf.function a
+    control edge would run the unfed Placeholder itself)."""
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph_def)
+    for node in out.node:
+        kept = [i for i in node.input if not (i.startswith("^") and i[1:] in names)]
+        if len(kept) != len(node.input):
+            del node.input[:]
+            node.input.extend(kept)
+    return out
+
+
+def _needs_v1_graph(graph_def: graph_pb2.GraphDef) -> bool:
+    """Whether ``graph_def`` has v1 control flow or calls a function of its library."""
+    library = {f.signature.name for f in graph_def.library.function}
+    for node in graph_def.node:
+        if node.op in _V1_CONTROL_FLOW or node.op in library:
+            return True
+        if any(v.HasField("func") and v.func.name in library for v in node.attr.values()):
+            return True
+    return False
+
+
+def _v1_graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
+                       outputs: Sequence[str], captures: Mapping[str, Any] | None = None):
+    """``graph_function`` through ``wrap_function``: a v1 graph, pruned to the outputs."""
+    present = {n.name for n in graph_def.node}
+
+    def _import():
+        graph = tf.compat.v1.get_default_graph()
+        input_map = {f"{name}:0": graph.capture(resource_handle(obj))
+                     for name, obj in (captures or {}).items() if name in present}
+        tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
+
+    wrapped = tf.compat.v1.wrap_function(_import, [])
+    g = wrapped.graph
+    return GraphFunction(wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
+                                       [g.get_tensor_by_name(t) for t in outputs]))
+
+
+def _placeholder_spec(nodes: Mapping[str, node_def_pb2.NodeDef], ref: str) -> tf.TensorSpec:
+    name = ref.split(":")[0]
+    node = nodes.get(name)
+    if node is None or node.op != "Placeholder":
+        raise TftrtError(f"graph input {ref!r} is not a Placeholder of the graph")
+    shape = tf.TensorShape(node.attr["shape"].shape) if "shape" in node.attr else None
+    return tf.TensorSpec(shape, tf.as_dtype(node.attr["dtype"].type))
+
+
+def resource_handle(obj: Any) -> tf.Tensor:
+    """The resource tensor of a variable, a trackable resource (a table), or a handle itself."""
+    if isinstance(obj, tf.Variable):
+        return obj.handle
+    handle = getattr(obj, "resource_handle", None)
+    return obj if handle is None else handle
 
 
 def function_callable(fdef: function_pb2.FunctionDef,
