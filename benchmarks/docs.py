@@ -70,12 +70,17 @@ def _overhead(data: dict) -> str:
     lines += [f"| {k} | {v:.4f} |" for k, v in t["ms"].items()]
     lines.append(f"\ntftrt over the lean engine calls: **{t['overhead_vs_lean_ms']:.4f} ms**; "
                  f"over OpenVINO's own API: {t['overhead_vs_api_ms']:.4f} ms.\n")
-    lines += ["Two engines with native ops between them, run by TensorFlow "
-              f"({two['backend']}), median ms of {two['calls']} interleaved calls each:\n",
+    lines += ["Two engines with native ops between them "
+              f"({two['backend']}), median ms of {two['calls']} interleaved calls each "
+              "(tftrt called eagerly runs the native ops as one TensorFlow stage and calls "
+              "the engines between stages; the py-func path is what runs inside a "
+              "`tf.function`):\n",
               "| path | ms |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in two["ms"].items()]
     lines.append(f"\nOverhead per engine call (tftrt - graph with identities - both engines "
-                 f"alone, / 2): **{two['overhead_per_engine_ms']:.4f} ms**.\n")
+                 f"alone, / 2): **{two['overhead_per_engine_ms']:.4f} ms**"
+                 + (f"; on the py-func path: {two['overhead_per_engine_pyfunc_ms']:.4f} ms"
+                    if "overhead_per_engine_pyfunc_ms" in two else "") + ".\n")
     return "\n".join(lines)
 
 

@@ -6,10 +6,13 @@ the leanest request calls Python can make (what tftrt's engine uses); tftrt is
 the converted function, returning ``tf.Tensor``s as TF-TRT's does.
 
 ``two_engines``: matmul layers, ops without converters, matmul layers: two
-engines with native TensorFlow ops between them, run by TensorFlow. The
-overhead per engine call is (tftrt - the same graph with each engine node
-replaced by an identity - both engines called alone) / 2: everything but the
-engines' own work and TensorFlow's own ops.
+engines with native TensorFlow ops between them. The overhead per engine call
+is (tftrt - the same graph with each engine node replaced by an identity - both
+engines called alone) / 2: everything but the engines' own work and
+TensorFlow's own ops. tftrt called eagerly runs the native ops as one stage
+and calls the engines between stages (``tftrt/runtime/stages.py``); the
+py-func path (the whole graph in TensorFlow, each engine node a ``PyFunc``,
+what runs inside a ``tf.function``) is timed beside it.
 """
 
 from __future__ import annotations
@@ -121,15 +124,21 @@ def two_engines(calls: int = 1500, backend: str = "openvino") -> dict:
     base = tfgraph.graph_function(tfgraph.rewrite_engines(conv.converted_graph_def, identity),
                                   [s.ref for s in fn.inputs], [s.ref for s in fn.outputs])
     engines = [op.engines()[0][1] for op in ops]
+    pyfunc_graph = fn._build_tf_function()  # noqa: SLF001 - the graph a tf.function runs
     fns = {"TF native (signature)": lambda: serve(x=xt) if False else serve(**{
                next(iter(serve.structured_input_signature[1])): xt}),
            "graph, engines as identities": lambda: base(xt),
            "engine 1 alone": lambda: engines[0].run(recorded[0]),
            "engine 2 alone": lambda: engines[1].run(recorded[1]),
            "tftrt (tf.Tensor in)": lambda: fn(xt),
-           "tftrt (numpy in)": lambda: fn(x)}
+           "tftrt (numpy in)": lambda: fn(x),
+           "tftrt py-func path (tf.Tensor in)": lambda: pyfunc_graph(xt)}
     samples = interleaved_samples(list(fns.values()), calls, block=10)
     ms = {k: _median(s) for k, s in zip(fns, samples, strict=True)}
-    per_engine = (ms["tftrt (tf.Tensor in)"] - ms["graph, engines as identities"]
-                  - ms["engine 1 alone"] - ms["engine 2 alone"]) / 2
-    return {"ms": ms, "calls": calls, "backend": backend, "overhead_per_engine_ms": per_engine}
+    def per_engine(path: str) -> float:
+        return (ms[path] - ms["graph, engines as identities"] - ms["engine 1 alone"]
+                - ms["engine 2 alone"]) / 2
+
+    return {"ms": ms, "calls": calls, "backend": backend,
+            "overhead_per_engine_ms": per_engine("tftrt (tf.Tensor in)"),
+            "overhead_per_engine_pyfunc_ms": per_engine("tftrt py-func path (tf.Tensor in)")}

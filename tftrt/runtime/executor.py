@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.runtime import tfgraph
+from tftrt.runtime import stages, tfgraph
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.signature import InputPlan, check_inputs, whole_model_plan
 from tftrt.specs import SignatureTensor
@@ -30,8 +30,10 @@ class ConvertedFunction:
     """Calls the converted model: ``fn(x)`` or ``fn(name=x)`` -> {output name: tf.Tensor}.
 
     A model converted into one engine that covers it entirely runs the engine
-    directly; otherwise TensorFlow runs the graph, each engine node calling
-    its engine.
+    directly. Otherwise, called eagerly, the graph runs as native stages with the
+    engines called between them (``runtime/stages.py``); inside a ``tf.function``,
+    or where stages cannot cut the graph, TensorFlow runs the whole graph, each
+    engine node a py-func calling its engine.
     """
 
     def __init__(self, graph_def: graph_pb2.GraphDef, inputs: Sequence[SignatureTensor],
@@ -45,11 +47,17 @@ class ConvertedFunction:
         self.engines = dict(engines)
         self.plan = whole_model_plan(graph_def, self.inputs, self.outputs, list(self.engines))
         self._checks = InputPlan(self.inputs)
+        self._tensor_checks = tuple(
+            (tf.as_dtype(s.dtype), None if s.shape is None else len(s.shape),
+             () if s.shape is None else tuple((k, d) for k, d in enumerate(s.shape)
+                                              if d is not None))
+            for s in self.inputs)
         self._fast = None if self.plan is None else (
             self.engines[self.plan.engine],
             None if self.plan.inputs == tuple(range(len(self.inputs))) else self.plan.inputs,
             tuple((s.name, p) for s, p in zip(self.outputs, self.plan.outputs, strict=True)))
         self._tf_fn = None
+        self._staged: stages.StagedGraph | None | bool = False  # False: not planned yet
         self._binding: tfgraph.PyFuncBinding | None = None
         self._tf_fn_lock = threading.Lock()
 
@@ -71,20 +79,46 @@ class ConvertedFunction:
             outs = op(arrays)
             adopt = tfgraph.adopt
             return {name: adopt(_owned(outs[p], arrays)) for name, p in out_ports}
-        values = self._checks.arrays(args, kwargs)
+        tensors = self._eager_tensors(args, kwargs)
+        if tensors is None:
+            tensors = [v if isinstance(v, tf.Tensor) else tfgraph.adopt(np.array(v))
+                       for v in self._checks.arrays(args, kwargs)]
+        if self._staged is False:
+            with self._tf_fn_lock:
+                if self._staged is False:
+                    self._staged = stages.plan(self.graph_def, self.inputs, self.outputs,
+                                               self.engines, self.captures)
+        if self._staged is not None and tf.executing_eagerly():
+            # engines called from here, between native stages: no py-func round trips
+            results = self._staged(tensors)
+            return {spec.name: t for spec, t in zip(self.outputs, results, strict=True)}
         if self._tf_fn is None:
             with self._tf_fn_lock:  # one function (and py-func binding) for all threads
                 if self._tf_fn is None:
                     self._tf_fn = self._build_tf_function()
         try:
-            results = self._tf_fn(*[v if isinstance(v, tf.Tensor) else
-                                    tfgraph.adopt(np.array(v)) for v in values])
+            results = self._tf_fn(*tensors)
         except tf.errors.OpError:
             error, self._binding.error = self._binding.error, None
             if error is not None:
                 raise error from None
             raise
         return {spec.name: t for spec, t in zip(self.outputs, results, strict=True)}
+
+    def _eager_tensors(self, args: Sequence[Any], kwargs: Mapping[str, Any]
+                       ) -> list[tf.Tensor] | None:
+        """The inputs when given positionally as eager tensors of the signature's dtypes
+        and shapes (checked in a few comparisons), else None."""
+        if kwargs or len(args) != len(self._tensor_checks):
+            return None
+        for v, (dtype, rank, fixed) in zip(args, self._tensor_checks, strict=True):
+            if type(v) is not tfgraph.EAGER_TENSOR or v.dtype != dtype:
+                return None
+            if rank is not None:
+                shape = v.shape
+                if shape.rank != rank or any(shape[k] != d for k, d in fixed):
+                    return None
+        return list(args)
 
     def _build_tf_function(self):
         binding = tfgraph.PyFuncBinding()

@@ -21,6 +21,8 @@ except ImportError:  # pragma: no cover - a TF without it: the public, copying w
 from tftrt.errors import TftrtError
 from tftrt.specs import ENGINE_OP
 
+EAGER_TENSOR: type | None = _EagerTensor  # the type of eager tensors, where TF exposes it
+
 
 def adopt(array: np.ndarray) -> tf.Tensor:
     """An eager tensor of ``array``, which the caller hands over: the tensor may share
