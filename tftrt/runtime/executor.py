@@ -26,6 +26,17 @@ def _owned(out: Any, inputs: Sequence[Any]) -> np.ndarray:
     return np.array(out)
 
 
+def _tensor_plan(specs: Sequence[SignatureTensor]) -> InputPlan | None:
+    """Quick checks of eager tensors given as the inputs (None: none can be made)."""
+    if tfgraph.EAGER_TENSOR is None:
+        return None
+    try:
+        dtypes = [tf.as_dtype(s.dtype) for s in specs]
+    except TypeError:
+        return None
+    return InputPlan(specs, tfgraph.EAGER_TENSOR, dtypes)
+
+
 class ConvertedFunction:
     """Calls the converted model: ``fn(x)`` or ``fn(name=x)`` -> {output name: tf.Tensor}.
 
@@ -47,11 +58,7 @@ class ConvertedFunction:
         self.engines = dict(engines)
         self.plan = whole_model_plan(graph_def, self.inputs, self.outputs, list(self.engines))
         self._checks = InputPlan(self.inputs)
-        self._tensor_checks = tuple(
-            (tf.as_dtype(s.dtype), None if s.shape is None else len(s.shape),
-             () if s.shape is None else tuple((k, d) for k, d in enumerate(s.shape)
-                                              if d is not None))
-            for s in self.inputs)
+        self._tensor_checks = _tensor_plan(self.inputs)
         self._fast = None if self.plan is None else (
             self.engines[self.plan.engine],
             None if self.plan.inputs == tuple(range(len(self.inputs))) else self.plan.inputs,
@@ -79,7 +86,9 @@ class ConvertedFunction:
             outs = op(arrays)
             adopt = tfgraph.adopt
             return {name: adopt(_owned(outs[p], arrays)) for name, p in out_ports}
-        tensors = self._eager_tensors(args, kwargs)
+        # eager tensors of the signature's dtypes and shapes pass in a few comparisons
+        tensors = None if self._tensor_checks is None else \
+            self._tensor_checks.quick(args, kwargs)
         if tensors is None:
             tensors = [v if isinstance(v, tf.Tensor) else tfgraph.adopt(np.array(v))
                        for v in self._checks.arrays(args, kwargs)]
@@ -104,21 +113,6 @@ class ConvertedFunction:
                 raise error from None
             raise
         return {spec.name: t for spec, t in zip(self.outputs, results, strict=True)}
-
-    def _eager_tensors(self, args: Sequence[Any], kwargs: Mapping[str, Any]
-                       ) -> list[tf.Tensor] | None:
-        """The inputs when given positionally as eager tensors of the signature's dtypes
-        and shapes (checked in a few comparisons), else None."""
-        if kwargs or len(args) != len(self._tensor_checks):
-            return None
-        for v, (dtype, rank, fixed) in zip(args, self._tensor_checks, strict=True):
-            if type(v) is not tfgraph.EAGER_TENSOR or v.dtype != dtype:
-                return None
-            if rank is not None:
-                shape = v.shape
-                if shape.rank != rank or any(shape[k] != d for k, d in fixed):
-                    return None
-        return list(args)
 
     def _build_tf_function(self):
         binding = tfgraph.PyFuncBinding()

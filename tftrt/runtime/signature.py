@@ -93,16 +93,21 @@ class InputPlan:
     that gives every input as a numpy array of the right dtype and shape (positionally
     or by name) is checked in a few comparisons; any other call takes ``check_inputs``."""
 
-    def __init__(self, specs: Sequence[SignatureTensor]) -> None:
+    def __init__(self, specs: Sequence[SignatureTensor], array_type: type = np.ndarray,
+                 dtypes: Sequence[Any] | None = None) -> None:
+        """``array_type`` and its ``dtypes`` (one per input; NumPy's by default): the
+        inputs the quick check takes, e.g. a framework's tensors."""
         self.specs = tuple(specs)
         self.names = tuple(s.name for s in self.specs)
+        self._type = array_type
+        dtypes = [np.dtype(s.dtype) for s in self.specs] if dtypes is None else dtypes
         self._checks = tuple(
-            (np.dtype(s.dtype), None if s.shape is None else len(s.shape),
+            (dt, None if s.shape is None else len(s.shape),
              () if s.shape is None else tuple((k, d) for k, d in enumerate(s.shape)
                                               if d is not None))
-            for s in self.specs)
+            for s, dt in zip(self.specs, dtypes, strict=True))
 
-    def quick(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[np.ndarray] | None:
+    def quick(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any] | None:
         """The inputs in signature order when they pass the prepared checks, else None."""
         if kwargs:
             if args or len(kwargs) != len(self.names):
@@ -113,8 +118,9 @@ class InputPlan:
                 return None
         elif len(args) != len(self._checks):
             return None
+        array_type = self._type
         for v, (dtype, rank, fixed) in zip(args, self._checks, strict=True):
-            if type(v) is not np.ndarray or v.dtype != dtype:
+            if type(v) is not array_type or v.dtype != dtype:
                 return None
             if rank is not None:
                 shape = v.shape
