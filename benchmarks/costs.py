@@ -78,24 +78,17 @@ def measure(name: str, workdir: str) -> dict:
         rng = np.random.default_rng(1)
         calib = [rng.random((8, 224, 224, 3), dtype=np.float32) for _ in range(4)]
         spent = {}
-        real = calibration.calibrate
 
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return real(*args, **kwargs)
-            finally:
-                spent["scales_s"] = time.perf_counter() - t
-        calibration.calibrate = timed
-        real_record = calibration.record
-
-        def timed_record(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return real_record(*args, **kwargs)
-            finally:
-                spent["record_s"] = time.perf_counter() - t
-        calibration.record = timed_record
+        def timed(fn, key):
+            def run(*args, **kwargs):
+                t = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    spent[key] = time.perf_counter() - t
+            return run
+        calibration.calibrate = timed(calibration.calibrate, "scales_s")
+        calibration.record = timed(calibration.record, "record_s")
         with PeakRSS() as rss:
             t0 = time.perf_counter()
             conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, backend="openvino",
