@@ -146,3 +146,25 @@ def test_small_openvino_engines_run_on_one_thread_and_keep_it_when_saved(tmp_pat
     again = op.backend.deserialize(engine.serialize(), op.build_config(key))
     assert again.threads == "1"
     np.testing.assert_allclose(again.run([x])[0], mlp(x)["y"].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_stages_leave_graphs_they_cannot_cut_to_the_pyfunc_path() -> None:
+    from tensorflow.core.framework import graph_pb2
+
+    from tftrt.runtime import stages
+    from tftrt.specs import ENGINE_OP
+
+    spec = [SignatureTensor("x", "x:0", np.dtype(np.float32), (None, 8))]
+    gd = graph_pb2.GraphDef()
+    gd.node.add(name="x", op="Placeholder")
+    gd.node.add(name="y", op="Identity", input=["x"])
+    assert stages.plan(gd, spec, spec, {}) is None  # no engine
+    looped = graph_pb2.GraphDef()
+    looped.CopyFrom(gd)
+    looped.node.add(name="e", op=ENGINE_OP, input=["x"])
+    looped.node.add(name="enter", op="Enter", input=["e"])
+    assert stages.plan(looped, spec, spec, {"e": object()}) is None  # v1 loop frames
+    inner = graph_pb2.GraphDef()
+    inner.CopyFrom(gd)
+    inner.library.function.add().node_def.add(name="e", op=ENGINE_OP)
+    assert stages.plan(inner, spec, spec, {"e": object()}) is None  # engine in a function

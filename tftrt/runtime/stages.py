@@ -99,7 +99,6 @@ def plan(graph_def: graph_pb2.GraphDef, inputs: Sequence[SignatureTensor],
          outputs: Sequence[SignatureTensor], engines: Mapping[str, Any],
          captures: Mapping[str, Any] | None = None) -> StagedGraph | None:
     """The staged run of ``graph_def``, or None where the py-func path must run it."""
-    nodes = {n.name: n for n in graph_def.node}
     live = [n for n in graph_def.node if n.op == ENGINE_OP and n.name in engines]
     if not live or any(n.op in _V1_FRAMES for n in graph_def.node):
         return None
