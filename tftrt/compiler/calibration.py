@@ -32,6 +32,7 @@ import onnx
 
 import tftrt.env as env
 import tftrt.progress as progress
+from tftrt.compiler import onnxfold
 from tftrt.errors import CalibrationError
 from tftrt.runtime.engine_op import EngineOp
 
@@ -202,6 +203,8 @@ def quantize(model_bytes: bytes, batches: list[list[np.ndarray]], method: str,
                "percentile": CalibrationMethod.Percentile}
     model = onnx.load_from_string(model_bytes)
     names = [i.name for i in model.graph.input]
+    # each convolution the whole layer: no Q/DQ pair on a batch norm's scale after it
+    onnxfold.fold_conv_scales(model)
     with tempfile.TemporaryDirectory(prefix="tftrt-calib-") as tmp:
         src, pre, out = (os.path.join(tmp, f) for f in ("in.onnx", "pre.onnx", "q.onnx"))
         onnx.save(model, src)
