@@ -79,6 +79,11 @@ def test_int8_calibrated_cnn_keeps_accuracy(digits, fp32_accuracy, backend) -> N
     where = " on CPUExecutionProvider" if backend == "onnxruntime" else ""
     assert f"Backend: {backend}{where}, precision: INT8" in lines[0]
     assert "INT8 scales: entropy calibration on 8 batches of shapes [[32, 8, 8, 1]]" in lines[0]
+    int8, kept = precision.int8_layers(op.onnx_model)
+    assert int8.get("Conv") and "INT8 layers: " in lines[0]
+    assert all(f"{k} x{v}" in lines[0] for k, v in int8.items())
+    if kept:  # the summary says which ops stayed float
+        assert "Kept float" in lines[0] and all(k in lines[0] for k in kept)
 
 
 def test_int8_calibrates_every_engine_of_a_split_model(digits, fp32_accuracy, monkeypatch,

@@ -342,6 +342,15 @@ def engine_notes(op: Any) -> list[str]:
     cal = calibration_note(op.calibration)
     if cal:
         notes.append(cal)
+    if op.precision_mode == "INT8" and op.calibration:
+        int8, kept = precision.int8_layers(op.onnx_model)
+        notes.append("INT8 layers: " + (", ".join(f"{k} x{v}" for k, v in sorted(int8.items()))
+                                        or "none"))
+        if kept:
+            notes.append("Kept float (no Q/DQ pair: the quantizer has no int8 form for them "
+                         "here, so they run on dequantized values, fused into the int8 "
+                         "layers where the backend can): "
+                         + ", ".join(f"{k} x{v}" for k, v in sorted(kept.items())))
     notes.extend(shape_notes(op))
     st = op.stats
     if st.build_failures or st.run_failures or st.load_failures or st.native_calls:

@@ -12,8 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import tensorflow as tf
-from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2
-from tensorflow.python.framework import graph_to_function_def
+from tensorflow.core.framework import (
+    attr_value_pb2,
+    function_pb2,
+    graph_pb2,
+    node_def_pb2,
+    op_def_pb2,
+)
+from tensorflow.python.framework import op_def_registry
 
 from tftrt.compiler import functions as fnlib
 from tftrt.compiler import ir as irmod
@@ -102,22 +108,94 @@ def _const_node(name: str, value) -> node_def_pb2.NodeDef:
 
 
 def native_segment_function(g: IR, plan: SegmentPlan, inputs: Sequence[TensorSpec],
-                            outputs: Sequence[TensorSpec], name: str) -> function_pb2.FunctionDef:
-    """The segment's nodes as a library function called ``name``."""
-    gd = segment_graph_def(g, plan, inputs, outputs)
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(gd, name="")
-    ins = [graph.get_tensor_by_name(input_name(k) + ":0") for k in range(len(inputs))]
-    # The function returns the segment's tensors directly (as _Retval, like TF-TRT's),
-    # so its node list holds exactly the segment's nodes.
-    rets = {output_name(k) for k in range(len(outputs))}
-    outs = [graph.get_operation_by_name(output_name(k)).inputs[0] for k in range(len(outputs))]
-    ops = [op for op in graph.get_operations() if op.name not in rets]
-    fdef = graph_to_function_def.graph_to_function_def(
-        graph, ops, ins, outs, out_names=[output_name(k).lower() for k in range(len(outputs))])
+                            outputs: Sequence[TensorSpec], name: str,
+                            into: function_pb2.FunctionDef | None = None
+                            ) -> function_pb2.FunctionDef:
+    """The segment's nodes as a library function called ``name``: inputs
+    ``TensorRTInputPH_<k>``, outputs ``tensorrtoutputph_<k>`` returned directly (as
+    TF-TRT's, so its node list holds exactly the segment's nodes).
+
+    Written from the IR's NodeDefs, each weight copied once (importing the segment
+    into a graph and reading it back copied every weight four times). ``into``: the
+    (empty) FunctionDef to write it in, e.g. one added to a library."""
+    library = _library_signatures(g)
+    fdef = function_pb2.FunctionDef() if into is None else into
     fdef.signature.name = name
+    port = {}
+    for k, spec in enumerate(inputs):
+        arg = fdef.signature.input_arg.add(name=input_name(k), type=_type_enum(spec.dtype))
+        port[spec.ref] = arg.name
+    order = sorted(plan.nodes, key=lambda n: g.nodes[n]["index"])
+    nodes, baked = {}, set()
+    for n in order:
+        value = g.nodes[n].get("variable_value")
+        nd = fdef.node_def.add()
+        if value is not None:  # the value baked into the engine, so both paths agree
+            nd.CopyFrom(_const_node(n, value))
+            nd.attr[ORIGINAL_OP_ATTR].s = g.nodes[n]["op"].encode()
+            baked.add(n)
+        else:
+            nd.CopyFrom(g.nodes[n]["node_def"])
+            nd.device = ""
+        nodes[n] = nd
+    for n, nd in nodes.items():
+        for ref in [] if n in baked else irmod.node_inputs(g, n):
+            src, slot, control = irmod.parse_input(ref)
+            if control:
+                if src in plan.nodes:
+                    nd.input.append("^" + src)
+            elif src in plan.nodes:
+                nd.input.append(_function_output(nodes[src], slot, library))
+            else:
+                nd.input.append(port[irmod.tensor_ref(src, slot)])
+        if _is_stateful(nd.op, library):
+            fdef.signature.is_stateful = True
+    for k, spec in enumerate(outputs):
+        out = output_name(k).lower()
+        fdef.signature.output_arg.add(name=out, type=_type_enum(spec.dtype))
+        src, slot, _ = irmod.parse_input(spec.ref)
+        fdef.ret[out] = (_function_output(nodes[src], slot, library) if src in nodes
+                         else port[irmod.tensor_ref(src, slot)])
     return fdef
+
+
+def _library_signatures(g: IR) -> dict[str, op_def_pb2.OpDef]:
+    """The signatures of the graph's library functions (ops a node may call by name)."""
+    raw = g.graph.get("library")
+    if not raw:
+        return {}
+    library = function_pb2.FunctionDefLibrary()
+    library.ParseFromString(raw)
+    return {f.signature.name: f.signature for f in library.function}
+
+
+def _op_def(op: str, library: dict[str, op_def_pb2.OpDef]) -> op_def_pb2.OpDef:
+    op_def = library.get(op) or op_def_registry.get(op)
+    if op_def is None:
+        raise ValueError(f"op {op!r} is not registered with TensorFlow in this process")
+    return op_def
+
+
+def _is_stateful(op: str, library: dict[str, op_def_pb2.OpDef]) -> bool:
+    op_def = library.get(op) or op_def_registry.get(op)
+    return op_def is not None and op_def.is_stateful
+
+
+def _function_output(node: node_def_pb2.NodeDef, slot: int,
+                     library: dict[str, op_def_pb2.OpDef]) -> str:
+    """How a function body names output ``slot`` of ``node``: ``node:arg:index``."""
+    k = 0
+    for arg in _op_def(node.op, library).output_arg:
+        if arg.number_attr:
+            count = node.attr[arg.number_attr].i
+        elif arg.type_list_attr:
+            count = len(node.attr[arg.type_list_attr].list.type)
+        else:
+            count = 1
+        if slot < k + count:
+            return f"{node.name}:{arg.name}:{slot - k}"
+        k += count
+    raise ValueError(f"node {node.name!r} ({node.op}) has no output {slot}")
 
 
 def engine_node_def(engine: EngineNode, segment_func: str) -> node_def_pb2.NodeDef:
@@ -136,18 +214,17 @@ def engine_node_def(engine: EngineNode, segment_func: str) -> node_def_pb2.NodeD
 def splice(g: IR, engines: Sequence[EngineNode]) -> graph_pb2.GraphDef:
     """The converted GraphDef: segments replaced by engine nodes, native functions added."""
     out = g.copy()
-    functions = []
     renamed: dict[str, str] = {}  # tensor of a replaced node -> engine output
     for engine in engines:
-        fname = native_segment_name(engine.name)
-        functions.append(native_segment_function(g, engine.plan, engine.inputs,
-                                                 engine.outputs, fname))
-        _splice_one(out, engine, fname, renamed)
+        _splice_one(out, engine, native_segment_name(engine.name), renamed)
     gd = irmod.to_graph_def(out)
-    gd.library.function.extend(functions)
+    for engine in engines:  # written in the library: extend() would copy every weight
+        native_segment_function(g, engine.plan, engine.inputs, engine.outputs,
+                                native_segment_name(engine.name), into=gd.library.function.add())
     # Freezing kept control flow functional for the converters; what stays native runs
     # lowered to Switch/Merge again, as TensorFlow runs a tf.function's
-    return fnlib.set_control_flow_lowering(gd, True)
+    fnlib.mark_lowering(gd, True)
+    return gd
 
 
 def _splice_one(out: IR, engine: EngineNode, fname: str, renamed: dict[str, str]) -> None:

@@ -27,7 +27,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
-from tftrt.compiler import functions
+from tftrt.compiler import functions, standins
 from tftrt.errors import SavedModelError
 from tftrt.specs import SignatureTensor
 
@@ -280,8 +280,10 @@ def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:
 
 
 def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
+                 optimizers: Sequence[str] = GRAPPLER_OPTIMIZERS,
                  aggressive_inlining: bool = False) -> graph_pb2.GraphDef:
-    """Constant folding, function inlining, pruning and arithmetic, keeping ``fetches``."""
+    """Constant folding, function inlining, pruning and arithmetic (or ``optimizers``),
+    keeping ``fetches``."""
     meta = meta_graph_pb2.MetaGraphDef()
     meta.graph_def.CopyFrom(graph_def)
     fetch = meta.collection_def["train_op"]
@@ -289,7 +291,7 @@ def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
         fetch.node_list.value.append(ref)
     config = config_pb2.ConfigProto()
     rw = config.graph_options.rewrite_options
-    rw.optimizers.extend(GRAPPLER_OPTIMIZERS)
+    rw.optimizers.extend(optimizers)
     rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rw.remapping = rewriter_config_pb2.RewriterConfig.OFF
     if aggressive_inlining:  # also calls whose stateful ops are not control outputs
@@ -297,13 +299,31 @@ def run_grappler(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
     return tf_optimizer.OptimizeGraph(config, meta, graph_id=b"tf_graph")
 
 
+def optimize(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
+             aggressive_inlining: bool = False) -> graph_pb2.GraphDef:
+    """``run_grappler`` with large weights stood in (``compiler/standins.py``): ops computed
+    from constants alone are folded first, on a graph of just them; then the graph
+    without its large weights is optimized and the weights are put back. Edits
+    ``graph_def`` in place."""
+    large = {n.name for n in graph_def.node if standins.is_large(n)}
+    if not large:
+        return run_grappler(graph_def, fetches, aggressive_inlining=aggressive_inlining)
+    graph_def = standins.fold_constant_closure(
+        graph_def, large, lambda sub, fetch: run_grappler(sub, fetch, ("constfold",)))
+    small, consts = standins.stand_in(graph_def)
+    optimized = standins.restore(
+        run_grappler(small, fetches, aggressive_inlining=aggressive_inlining), consts)
+    # Grappler keeps Placeholders that nothing reads: drop those that stood in
+    return prune_dead_nodes(optimized, {f.split(":")[0] for f in fetches})
+
+
 def inline_calls(graph_def: graph_pb2.GraphDef, fetches: Sequence[str]) -> graph_pb2.GraphDef:
-    """Grappler, then, for calls it kept (other than tftrt's own), Grappler inlining
-    aggressively; calls left after that stay native (logged)."""
-    optimized = run_grappler(graph_def, fetches)
+    """Grappler (``optimize``), then, for calls it kept (other than tftrt's own), Grappler
+    inlining aggressively; calls left after that stay native (logged)."""
+    optimized = optimize(graph_def, fetches)
     calls = functions.remaining_calls(optimized)
     if calls:
-        optimized = run_grappler(optimized, fetches, aggressive_inlining=True)
+        optimized = optimize(optimized, fetches, aggressive_inlining=True)
         calls = functions.remaining_calls(optimized)
         if calls:
             log.info("function calls that stay calls (their ops run natively): %s", calls[:5])

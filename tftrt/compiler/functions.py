@@ -57,12 +57,19 @@ def set_control_flow_lowering(graph_def: graph_pb2.GraphDef, lower: bool,
     lowers to Switch/Merge (``lower``) or keeps functional."""
     out = graph_pb2.GraphDef()
     out.CopyFrom(graph_def)
+    return mark_lowering(out, lower, names)
+
+
+def mark_lowering(graph_def: graph_pb2.GraphDef, lower: bool,
+                  names: Iterable[str] | None = None) -> graph_pb2.GraphDef:
+    """``set_control_flow_lowering`` in place (no copy of the graph's weights)."""
     wanted = None if names is None else set(names)
-    nodes = _all_nodes(out) if wanted is None else (n for n in out.node if n.name in wanted)
+    nodes = (_all_nodes(graph_def) if wanted is None
+             else (n for n in graph_def.node if n.name in wanted))
     for node in nodes:
         if node.op in CONTROL_FLOW_OPS:
             node.attr[LOWER_ATTR].b = lower
-    return out
+    return graph_def
 
 
 def drop_colocation(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
+from tftrt.compiler import standins
 from tftrt.compiler.shapes import break_loops, with_shape_standins
 from tftrt.compiler.tfattrs import decode_attrs
 from tftrt.specs import parse_input, tensor_ref
@@ -99,17 +100,17 @@ def is_const_like(g: IR, name: str) -> bool:
 
 
 def _shape_view(g: IR, graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
-    """``graph_def`` with known variable reads as Placeholders of their exact shape.
+    """``graph_def`` with known variable reads as Placeholders of their exact shape, and
+    large weights as Placeholders of theirs (their values shape nothing, and copying
+    them into a graph is most of the cost on weight-heavy models).
 
     TensorFlow cannot infer what a resource read returns without handle data,
     so this view is what shape inference runs on; ops shape inference cannot see
     through get stand-ins (``shapes.with_shape_standins``).
     """
-    graph_def = with_shape_standins(graph_def)
+    view, _ = standins.stand_in(with_shape_standins(graph_def))
     if not any("variable_value" in d for _, d in g.nodes(data=True)):
-        return graph_def
-    view = graph_pb2.GraphDef()
-    view.CopyFrom(graph_def)
+        return view
     for nd in view.node:
         value = g.nodes[nd.name].get("variable_value") if nd.name in g else None
         if value is None:
@@ -174,7 +175,22 @@ def data_inputs(g: IR, name: str) -> list[str]:
 
 
 def attrs(g: IR, name: str) -> dict:
-    return decode_attrs(g.nodes[name]["node_def"].attr)
+    """The node's attrs as Python values (tensors as read-only arrays).
+
+    Decoded once per NodeDef: a weight is read from its proto once however many
+    passes and converters ask for it."""
+    d = g.nodes[name]
+    nd = d["node_def"]
+    cached = d.get("_attrs")
+    if cached is None or cached[0] is not nd:
+        cached = d["_attrs"] = (nd, decode_attrs(nd.attr))
+    return {k: list(v) if isinstance(v, list) else v for k, v in cached[1].items()}
+
+
+def forget_decoded(g: IR) -> None:
+    """Drop the attrs ``attrs`` decoded (after code that may edit NodeDefs in place)."""
+    for _, d in g.nodes(data=True):
+        d.pop("_attrs", None)
 
 
 def to_graph_def(g: IR) -> graph_pb2.GraphDef:

@@ -7,9 +7,9 @@ converted graphs, less that of one passing its tensors through; its engine
 time is the median of an ``EngineOp`` call (the runtime's object, engine built
 by the backend for those shapes). Its boundary time is measured in place: the
 whole graph with the candidate as its one engine, bound as the runtime binds
-engines (an EagerPyFunc), against the whole graph without it; the boundary is
+engines (a PyFunc), against the whole graph without it; the boundary is
 what that difference leaves once the engine's and the native time are counted
-(the call, the copies, waking the backend's threads between TensorFlow's ops),
+(the PyFunc call, the copies, waking the backend's threads between TensorFlow's ops),
 so that a candidate's gain is exactly what the graph saved. Without the
 signature's tensors the boundary is one engine call measured on a chain of
 trivial engines plus the bytes moved. Each pair is timed in alternating blocks
@@ -41,6 +41,7 @@ from tftrt.runtime.tfgraph import (
     PyFuncBinding,
     engine_as_pyfunc,
     graph_function,
+    pyfunc_node,
     rewrite_engines,
 )
 from tftrt.specs import input_name, output_name
@@ -80,7 +81,7 @@ def excess_ms(fn: Callable[[], object], base: Callable[[], object] | None,
 
 
 def _chain_graph(chain: int, pyfunc_token: str | None) -> graph_pb2.GraphDef:
-    """x -> ``chain`` x (Relu, then an EagerPyFunc calling ``pyfunc_token`` or an Identity)
+    """x -> ``chain`` x (Relu, then a PyFunc calling ``pyfunc_token`` or an Identity)
     -> y: TensorFlow ops between engine calls, as in a partly converted graph."""
     gd = graph_pb2.GraphDef()
     f32 = tf.float32.as_datatype_enum
@@ -89,17 +90,12 @@ def _chain_graph(chain: int, pyfunc_token: str | None) -> graph_pb2.GraphDef:
     for k in range(chain):
         relu = gd.node.add(name=f"relu{k}", op="Relu", input=[prev])
         relu.attr["T"].type = f32
-        node = gd.node.add(name=f"call{k}", input=[relu.name])
         if pyfunc_token is None:
-            node.op = "Identity"
+            node = gd.node.add(name=f"call{k}", op="Identity", input=[relu.name])
             node.attr["T"].type = f32
         else:
-            node.op = "EagerPyFunc"
-            node.attr["token"].s = pyfunc_token.encode()
-            node.attr["Tin"].list.type.append(f32)
-            node.attr["Tout"].list.type.append(f32)
-            node.attr["is_async"].b = False
-        prev = node.name
+            gd.node.append(pyfunc_node(f"call{k}", [relu.name], pyfunc_token, [f32], [f32]))
+        prev = f"call{k}"
     gd.node.add(name="y", op="Identity", input=[prev]).attr["T"].type = f32
     return gd
 
@@ -130,7 +126,7 @@ def _engine_call_ms(backend, chain: int = 10) -> float:
 
 def engine_call_ms(backend) -> float:
     """What one call of a (trivial) engine of ``backend`` costs a converted graph, beyond
-    the engine's own work: the EagerPyFunc round trip the runtime binds engines with, and
+    the engine's own work: the PyFunc round trip the runtime binds engines with, and
     waking the backend's threads between TensorFlow ops. Measured once per backend."""
     return _engine_call_ms(backend)
 

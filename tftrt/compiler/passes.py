@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from tftrt.compiler.ir import IR
+from tftrt.compiler.ir import IR, forget_decoded
 from tftrt.errors import PartitionError
 from tftrt.plugins.manager import Registry
 from tftrt.plugins.passes import SEGMENT_ATTR, PassContext, PassRecord
@@ -40,6 +40,7 @@ def run_passes(g: IR, ctx: PassContext, registry: Registry) -> tuple[IR, list[Pa
             raise PartitionError(f"graph pass {graph_pass.name!r} of plugin {plugin!r} at "
                                  f"{ctx.point} returned {type(out).__name__}, not the IR "
                                  f"(a networkx.MultiDiGraph)")
+        forget_decoded(out)  # the pass may have edited NodeDefs in place
         kept = [n for n in out.nodes if n in before]
         record = PassRecord(
             name=graph_pass.name, point=ctx.point, plugin=plugin,

@@ -118,6 +118,26 @@ def weights_to_int8(model_bytes: bytes, max_level: int = 127) -> bytes:
     return model.SerializeToString()
 
 
+_NO_MATH = frozenset({"QuantizeLinear", "DequantizeLinear", "Constant", "Identity", "Shape",
+                      "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Cast",
+                      "Concat", "Split", "Slice", "Gather", "Expand"})
+
+
+def int8_layers(model_bytes: bytes) -> tuple[dict[str, int], dict[str, int]]:
+    """Op type -> count of the compute nodes of a Q/DQ model that take int8 data (an input
+    from a DequantizeLinear), and of those that stay float (no input from one)."""
+    model = onnx.load_from_string(model_bytes)
+    dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    int8: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type in _NO_MATH:
+            continue
+        side = int8 if any(i in dq for i in node.input) else kept
+        side[node.op_type] = side.get(node.op_type, 0) + 1
+    return int8, kept
+
+
 def onnx_for_backend(model_bytes: bytes, backend: str, precision_mode: str) -> bytes:
     """The ONNX a backend builds for ``precision_mode``: the FP16-cast model for TensorRT's
     FP16, else the model unchanged (other backends map FP16 to their own settings)."""

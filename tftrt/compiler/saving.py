@@ -82,7 +82,7 @@ def _native_saved_model(conversion: Conversion, tmp: str, save_options: Any) -> 
 
     module = tf.Module()
     module.serve = serve
-    module.native_segments = fn  # tracked so the pruned graph is saved with the module
+    module.native_segments = fn.function  # tracked: the pruned graph is saved with the module
     # tracked so the variables the graph still reads are saved; load() maps them back by order
     module.tftrt_variables = [frozen.variables[k] for k in sorted(frozen.variables)]
     tf.saved_model.save(module, tmp, signatures={frozen.signature_key: serve},

@@ -22,6 +22,20 @@ def shape_from_proto(proto: Any) -> tuple[int | None, ...] | None:
     return tuple(d.size if d.size >= 0 else None for d in proto.dim)
 
 
+def tensor_value(proto: Any) -> np.ndarray:
+    """A TensorProto's value, read-only. Packed contents are read straight from the
+    proto's bytes (``tf.make_ndarray`` copies them once more)."""
+    dtype = tf_dtype_to_np(proto.dtype)
+    if dtype is not None and dtype.kind in "biufc" and proto.tensor_content:
+        shape = tuple(d.size for d in proto.tensor_shape.dim)
+        content = proto.tensor_content
+        if len(content) == int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+            return np.frombuffer(content, dtype=dtype).reshape(shape)
+    value = tf.make_ndarray(proto)
+    value.setflags(write=False)
+    return value
+
+
 def decode_attr(value: Any) -> Any:
     """An AttrValue as Python: str, int, float, bool, np.dtype, shape tuple, ndarray, list."""
     kind = value.WhichOneof("value")
@@ -34,7 +48,7 @@ def decode_attr(value: Any) -> Any:
     if kind == "shape":
         return shape_from_proto(value.shape)
     if kind == "tensor":
-        return tf.make_ndarray(value.tensor)
+        return tensor_value(value.tensor)
     if kind == "func":
         return value.func.name
     if kind == "list":

@@ -129,7 +129,8 @@ class LoweringContext:
     shapes: dict[str, Shape] = field(default_factory=dict)
     _names: set[str] = field(default_factory=set)
     _transposed: dict[tuple[str, Perm], str] = field(default_factory=dict)
-    _const_cache: dict[tuple[str, bytes, tuple[int, ...]], str] = field(default_factory=dict)
+    _const_cache: dict[tuple, str] = field(default_factory=dict)
+    _held: list[np.ndarray] = field(default_factory=list)
 
     # -- naming -------------------------------------------------------------
     def unique(self, hint: str) -> str:
@@ -221,12 +222,17 @@ class LoweringContext:
         arr = np.asarray(value, dtype=dtype)
         if arr.dtype == np.float64 and dtype is None:
             arr = arr.astype(np.float32)
-        key = (arr.dtype.str, arr.tobytes(), arr.shape)
+        # small values are shared by content; a weight by the array holding it (keying
+        # it by its bytes would copy it once more and hold the copy)
+        key = (arr.dtype.str, arr.tobytes(), arr.shape) if arr.nbytes <= 1024 else \
+            (arr.dtype.str, id(arr), arr.shape)
         if key in self._const_cache:
             return self._const_cache[key]
         name = self.unique(hint)
         self.initializers.append(numpy_helper.from_array(arr, name))
         self._const_cache[key] = name
+        if arr.nbytes > 1024:
+            self._held.append(arr)  # its id stays its own while the key is held
         return name
 
     def int64s(self, values: Sequence[int], hint: str = "ints") -> str:
@@ -256,10 +262,16 @@ class LoweringContext:
                    name: str) -> onnx.ModelProto:
         """The ONNX model of this segment, with unused nodes and initializers dropped."""
         nodes, inits = _prune(self.nodes, self.initializers, [o[0] for o in outputs])
-        graph = helper.make_graph(nodes, name, [_value_info(*i) for i in inputs],
-                                  [_value_info(*o) for o in outputs], initializer=inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
-                                  producer_name="tftrt")
+        # filled in place: make_graph and make_model would each copy every weight
+        model = helper.make_model(onnx.GraphProto(), producer_name="tftrt",
+                                  opset_imports=[helper.make_opsetid("", self.opset)])
+        graph = model.graph
+        graph.name = name
+        graph.node.extend(nodes)
+        graph.input.extend(_value_info(*i) for i in inputs)
+        graph.output.extend(_value_info(*o) for o in outputs)
+        for init in inits:  # add+CopyFrom: upb's extend is several times slower on weights
+            graph.initializer.add().CopyFrom(init)
         model.ir_version = min(model.ir_version, 9)
         return model
 

@@ -3,6 +3,8 @@
 Thread-safe: a lookup takes the cache's lock only to pick an engine, never while
 an engine builds or runs, and an engine is built once even when several threads
 want it at the same time (the others wait for that build, then look again).
+The engine picked for a set of shapes is remembered until the cached engines
+change, so that a call on shapes seen before costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ Key = tuple[ShapeProfile, ...]
 # Shapes whose build failed or was refused are remembered (not retried) in an LRU of
 # their own, so that a refused shape never evicts a working engine.
 NEGATIVE_CAPACITY = 64
+# Distinct call shapes whose pick is remembered (dynamic shapes can take many).
+PICKED_CAPACITY = 1024
 
 
 def serves(key: Key, shapes: Shapes) -> bool:
@@ -34,6 +38,21 @@ class EngineCache:
         self._engines: OrderedDict[Key, Engine] = OrderedDict()
         self._failed: OrderedDict[Key, None] = OrderedDict()
         self._building: dict[Key, threading.Event] = {}
+        # shapes -> the key of the engine that serves them; cleared when engines change
+        self._picked: dict[Shapes, Key] = {}
+
+    def hit(self, shapes: Shapes) -> Engine | None:
+        """The engine ``acquire`` picked for ``shapes`` before, if the cache still holds it
+        unchanged (the LRU order is kept); None when there is none to reuse."""
+        with self._lock:
+            try:
+                key = self._picked.get(shapes)
+            except TypeError:  # shapes given as lists: never remembered as such
+                return None
+            if key is None:
+                return None
+            self._engines.move_to_end(key)
+            return self._engines[key]
 
     def acquire(self, shapes: Shapes, new_key: Key, build: Callable[[], Engine | None], *,
                 may_build: bool, exclusive: bool,
@@ -51,6 +70,9 @@ class EngineCache:
                 if hits:
                     key = min(hits, key=rank)
                     self._engines.move_to_end(key)
+                    if len(self._picked) >= PICKED_CAPACITY:
+                        self._picked.clear()
+                    self._picked[tuple(tuple(s) for s in shapes)] = key
                     return self._engines[key]
                 if any(serves(k, shapes) for k in self._failed):
                     return None
@@ -90,6 +112,7 @@ class EngineCache:
             self._failed.popitem(last=False)
 
     def _insert(self, key: Key, engine: Engine) -> None:
+        self._picked.clear()  # a new engine may serve remembered shapes better
         self._failed.pop(key, None)
         self._engines[key] = engine
         self._engines.move_to_end(key)
@@ -109,3 +132,4 @@ class EngineCache:
         with self._lock:
             self._engines.clear()
             self._failed.clear()
+            self._picked.clear()

@@ -96,6 +96,12 @@ class EngineStats:
                 if counts.get("native_calls"):
                     self.native_shapes[shapes] += counts["native_calls"]
 
+    def engine_call(self, shapes: Shapes) -> None:
+        """Count one call that ran on an engine (``add(shapes, engine_calls=1)``, leaner)."""
+        with self._lock:
+            self.engine_calls += 1
+            self.engine_shapes[shapes] += 1
+
 
 @dataclass
 class EngineOp:
@@ -256,21 +262,25 @@ class EngineOp:
     def __call__(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self.recorder is not None:
             return self._record(inputs)
-        shapes = tuple(tuple(np.shape(x)) for x in inputs)
+        shapes = tuple(np.shape(x) for x in inputs)
         if self.collector is not None:  # profile collection runs natively, as in TF-TRT
             self.collector.append(shapes)
             if self.record_only:
                 return [np.zeros((0,), s.dtype) for s in self.outputs]
             return self._native(inputs, shapes)
-        engine = self.engine_for(shapes)
+        # shapes seen before: the engine picked for them then, with no profile search
+        engine = self._cache.hit(shapes)
+        if engine is None:
+            engine = self.engine_for(shapes)
         if engine is not None:
             try:
                 outs = engine.run(inputs)
-                self.stats.add(shapes, engine_calls=1)
+                self.stats.engine_call(shapes)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s: shapes %s ran on the engine for %s", self.name,
                               _fmt(shapes), self._key_of(engine))
-                return [self._cast(o, s) for o, s in zip(outs, self.outputs, strict=True)]
+                return [o if o.dtype == s.dtype else o.astype(s.dtype)
+                        for o, s in zip(outs, self.outputs, strict=True)]
             except Exception as exc:
                 self.stats.add(run_failures=1)
                 self._failed(f"running the {self.backend.name} engine failed: {exc}")
@@ -326,6 +336,3 @@ class EngineOp:
             self._warned.add(kind)
             log.warning("%s: %s", self.name, message)
 
-    @staticmethod
-    def _cast(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-        return x if x.dtype == spec.dtype else x.astype(spec.dtype)

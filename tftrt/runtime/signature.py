@@ -88,6 +88,55 @@ def check_inputs(specs: Sequence[SignatureTensor], args: Sequence[Any],
     return out
 
 
+class InputPlan:
+    """The signature's inputs, with the checks of ``check_inputs`` prepared once: a call
+    that gives every input as a numpy array of the right dtype and shape (positionally
+    or by name) is checked in a few comparisons; any other call takes ``check_inputs``."""
+
+    def __init__(self, specs: Sequence[SignatureTensor], array_type: type = np.ndarray,
+                 dtypes: Sequence[Any] | None = None) -> None:
+        """``array_type`` and its ``dtypes`` (one per input; NumPy's by default): the
+        inputs the quick check takes, e.g. a framework's tensors."""
+        self.specs = tuple(specs)
+        self.names = tuple(s.name for s in self.specs)
+        self._type = array_type
+        dtypes = [np.dtype(s.dtype) for s in self.specs] if dtypes is None else dtypes
+        self._checks = tuple(
+            (dt, None if s.shape is None else len(s.shape),
+             () if s.shape is None else tuple((k, d) for k, d in enumerate(s.shape)
+                                              if d is not None))
+            for s, dt in zip(self.specs, dtypes, strict=True))
+
+    def quick(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any] | None:
+        """The inputs in signature order when they pass the prepared checks, else None."""
+        if kwargs:
+            if args or len(kwargs) != len(self.names):
+                return None
+            try:
+                args = [kwargs[n] for n in self.names]
+            except KeyError:
+                return None
+        elif len(args) != len(self._checks):
+            return None
+        array_type = self._type
+        for v, (dtype, rank, fixed) in zip(args, self._checks, strict=True):
+            if type(v) is not array_type or v.dtype != dtype:
+                return None
+            if rank is not None:
+                shape = v.shape
+                if len(shape) != rank:
+                    return None
+                for k, d in fixed:
+                    if shape[k] != d:
+                        return None
+        return list(args)
+
+    def arrays(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+        """Every input checked (``check_inputs``), in signature order."""
+        values = self.quick(args, kwargs)
+        return values if values is not None else check_inputs(self.specs, args, kwargs)
+
+
 @dataclass(frozen=True)
 class WholeModelPlan:
     """A model that is one engine end to end: engine input ``k`` is signature input

@@ -9,16 +9,53 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, function_pb2, graph_pb2, node_def_pb2
+from tensorflow.python.eager import context as _context
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 from tensorflow.python.ops import script_ops
+
+try:
+    from tensorflow.python.framework.ops import EagerTensor as _EagerTensor
+except ImportError:  # pragma: no cover - a TF without it: the public, copying way
+    _EagerTensor = None
 
 from tftrt.errors import TftrtError
 from tftrt.specs import ENGINE_OP
 
+EAGER_TENSOR: type | None = _EagerTensor  # the type of eager tensors, where TF exposes it
+
+
+def adopt(array: np.ndarray) -> tf.Tensor:
+    """An eager tensor of ``array``, which the caller hands over: the tensor may share
+    its memory (``tf.convert_to_tensor`` copies an array first, then wraps the copy)."""
+    if _EagerTensor is None:  # pragma: no cover
+        return tf.convert_to_tensor(array)
+    ctx = _context.context()
+    ctx.ensure_initialized()
+    return _EagerTensor(array, ctx.device_name, None)
+
+
+class GraphFunction:
+    """A concrete function running a GraphDef, called flat: ``fn(*tensors) ->
+    list[tf.Tensor]``, eagerly or inside a ``tf.function``."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+        # A structured call binds the arguments by structure first; the pruned function
+        # of a v1 graph fails that and formats every input tensor for the error it then
+        # swallows (~3 ms a call on a 200 KB input): call flat.
+        self._call_flat = getattr(function, "_call_flat", None)
+        self._captured = function.captured_inputs
+
+    def __call__(self, *args: tf.Tensor) -> list[tf.Tensor]:
+        if self._call_flat is None:  # pragma: no cover - a TF without the private call
+            return self.function(*args)
+        return self._call_flat(list(args), self._captured)
+
 
 def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
-                   outputs: Sequence[str], captures: Mapping[str, Any] | None = None):
-    """A ConcreteFunction running ``graph_def`` from tensors ``inputs`` to ``outputs``.
+                   outputs: Sequence[str], captures: Mapping[str, Any] | None = None
+                   ) -> GraphFunction:
+    """A function running ``graph_def`` from tensors ``inputs`` to ``outputs``.
 
     ``captures`` binds resource Placeholders (by node name) to variables or other
     resources (lookup tables), or to their handle tensors. The graph is imported into
@@ -45,7 +82,8 @@ def graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
             graph_def, input_map=input_map, return_elements=wanted, name=""), strict=True))
         return [input_map[ref] if ref in input_map else got[ref] for ref in outputs]
 
-    return tf.function(run, input_signature=specs, autograph=False).get_concrete_function()
+    return GraphFunction(
+        tf.function(run, input_signature=specs, autograph=False).get_concrete_function())
 
 
 _V1_CONTROL_FLOW = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter",
@@ -89,8 +127,8 @@ def _v1_graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
 
     wrapped = tf.compat.v1.wrap_function(_import, [])
     g = wrapped.graph
-    return wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
-                         [g.get_tensor_by_name(t) for t in outputs])
+    return GraphFunction(wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
+                                       [g.get_tensor_by_name(t) for t in outputs]))
 
 
 def _placeholder_spec(nodes: Mapping[str, node_def_pb2.NodeDef], ref: str) -> tf.TensorSpec:
@@ -141,7 +179,12 @@ def lazy_function_callable(fdef: function_pb2.FunctionDef,
 
 
 class PyFuncBinding:
-    """Registers Python callables as ``EagerPyFunc`` tokens, holding them strongly."""
+    """Registers Python callables as ``PyFunc`` tokens, holding them strongly.
+
+    A ``PyFunc`` node hands its callback numpy arrays sharing the input tensors'
+    memory and takes numpy arrays back, with no eager tensors made on the way
+    (``EagerPyFunc``'s round trip costs about twice as much per call).
+    """
 
     def __init__(self) -> None:
         self._funcs: list[object] = []  # the registry holds callbacks weakly
@@ -149,17 +192,18 @@ class PyFuncBinding:
         self.error: TftrtError | None = None  # the last tftrt error a callback raised
 
     def token(self, fn: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
-              out_dtypes: Sequence[tf.DType]) -> str:
-        def call(*args: tf.Tensor) -> list[np.ndarray]:
+              out_dtypes: Sequence[tf.DType] = ()) -> str:
+        """A token for ``PyFunc`` nodes calling ``fn(list of arrays) -> list of arrays``
+        (``out_dtypes`` is kept for callers; the node's ``Tout`` types the outputs)."""
+        def call(*args: np.ndarray) -> list[np.ndarray]:
             try:
-                return fn([a.numpy() for a in args])
+                return fn(args)
             except TftrtError as exc:  # TF wraps it in an UnknownError; the caller unwraps
                 self.error = exc
                 raise
 
-        wrapped = script_ops.EagerFunc(call, list(out_dtypes), False)
-        self._funcs.append(wrapped)
-        token = script_ops._py_funcs.insert(wrapped)  # noqa: SLF001 - see module docstring
+        self._funcs.append(call)
+        token = script_ops._py_funcs.insert(call)  # noqa: SLF001 - see module docstring
         self._tokens.append(token)
         return token
 
@@ -171,14 +215,20 @@ class PyFuncBinding:
             pass
 
 
-def engine_as_pyfunc(node: node_def_pb2.NodeDef, token: str) -> node_def_pb2.NodeDef:
-    """An ``EagerPyFunc`` node calling ``token`` in place of engine node ``node``."""
-    out = node_def_pb2.NodeDef(name=node.name, op="EagerPyFunc", input=list(node.input))
+def pyfunc_node(name: str, inputs: Sequence[str], token: str, tin: Sequence[int],
+                tout: Sequence[int]) -> node_def_pb2.NodeDef:
+    """A ``PyFunc`` node ``name`` calling ``token`` on ``inputs`` (dtype enums ``tin``)."""
+    out = node_def_pb2.NodeDef(name=name, op="PyFunc", input=list(inputs))
     out.attr["token"].s = token.encode()
-    out.attr["Tin"].CopyFrom(node.attr["InT"])
-    out.attr["Tout"].CopyFrom(node.attr["OutT"])
-    out.attr["is_async"].b = False
+    out.attr["Tin"].list.type.extend(tin)
+    out.attr["Tout"].list.type.extend(tout)
     return out
+
+
+def engine_as_pyfunc(node: node_def_pb2.NodeDef, token: str) -> node_def_pb2.NodeDef:
+    """A ``PyFunc`` node calling ``token`` in place of engine node ``node``."""
+    return pyfunc_node(node.name, node.input, token, node.attr["InT"].list.type,
+                       node.attr["OutT"].list.type)
 
 
 def engine_as_native_call(node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef:

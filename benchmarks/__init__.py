@@ -1,0 +1,1 @@
+"""tftrt's benchmark suite: ``python -m benchmarks [--quick]`` (see ``docs/benchmarks/``)."""

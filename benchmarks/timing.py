@@ -1,0 +1,131 @@
+"""Timing side by side, and the machine the figures come from.
+
+Every candidate of one comparison is timed in alternating blocks of calls, so
+that whatever else the machine does (it is shared) hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+import numpy as np
+
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+         "amx_int8", "amx_bf16")
+
+
+def interleaved_samples(fns: Sequence[Callable[[], object]], calls: int, block: int = 3,
+                        warmup: int = 3, budget_s: float | None = None) -> list[list[float]]:
+    """Per-call milliseconds of each of ``fns``, timed in alternating blocks of ``block``
+    calls until each has ``calls`` samples (or ``budget_s`` seconds have passed, with at
+    least 3 blocks each)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    rounds = 0
+    while len(times[0]) < calls:
+        for k, fn in enumerate(fns):
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) * 1e3)
+        rounds += 1
+        if budget_s is not None and rounds >= 3 and time.perf_counter() - start > budget_s:
+            break
+    return times
+
+
+def summary(samples: Sequence[float]) -> dict[str, float]:
+    """p50 and p99 in ms, and how many calls they are of."""
+    a = np.asarray(samples)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "calls": int(a.size)}
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakRSS:
+    """``with PeakRSS() as p: ...`` -> ``p.peak``: the highest RSS seen (sampled every
+    10 ms), and ``p.base``: the RSS when it started."""
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        self.interval_s = interval_s
+        self.base = self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakRSS:
+        self.base = self.peak = rss_bytes()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def added(self) -> int:
+        return self.peak - self.base
+
+
+def cpu_flags() -> list[str]:
+    """The instruction-set features that figures depend on, as /proc/cpuinfo lists them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return []
+    line = re.search(r"^flags\s*:(.*)$", text, re.M)
+    have = set(line.group(1).split()) if line else set()
+    return [f for f in FLAGS if f in have]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine() -> dict:
+    """The machine and every version a figure depends on."""
+    versions = {d: _version(d) for d in ("tftrt", "tensorflow-cpu", "tensorflow", "keras",
+                                          "keras-hub", "openvino", "onnxruntime", "onnx",
+                                          "tf2onnx", "numpy")}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "flags": cpu_flags(),
+            "python": platform.python_version(), "os": platform.platform(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "versions": {k: v for k, v in versions.items() if v}}

@@ -1,0 +1,75 @@
+"""Large constants stood in while Grappler runs: same graph, same values, as without."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tftrt.compiler import freeze, ir, standins
+
+
+def _graph(fn, *specs) -> tf.compat.v1.GraphDef:
+    return tf.function(fn, input_signature=list(specs)).get_concrete_function().graph \
+        .as_graph_def()
+
+
+def _run(graph_def, feeds: dict, fetch: str) -> np.ndarray:
+    out = tf.compat.v1.wrap_function(
+        lambda: tf.graph_util.import_graph_def(graph_def, name=""), [])
+    pruned = out.prune([out.graph.get_tensor_by_name(k) for k in feeds],
+                       [out.graph.get_tensor_by_name(fetch)])
+    return pruned(*[tf.constant(v) for v in feeds.values()])[0].numpy()
+
+
+W = np.random.default_rng(0).standard_normal((128, 256)).astype(np.float32)  # 128 KiB
+SMALL = np.arange(4, dtype=np.float32)
+
+
+def test_stand_in_replaces_only_large_consts_and_restore_puts_them_back() -> None:
+    gd = _graph(lambda x: tf.matmul(x, tf.constant(W)) + tf.reduce_sum(tf.constant(SMALL)),
+                tf.TensorSpec([1, 128], tf.float32))
+    small, consts = standins.stand_in(gd)
+    assert sorted(n.op for n in small.node if n.name in consts) == ["Placeholder"]
+    assert small.ByteSize() < 4096 < gd.ByteSize()
+    (name,) = consts
+    back = standins.restore(small, consts)
+    node = next(n for n in back.node if n.name == name)
+    assert node.op == "Const"
+    np.testing.assert_array_equal(tf.make_ndarray(node.attr["value"].tensor), W)
+
+
+def test_optimize_folds_ops_on_large_weights_as_grappler_does() -> None:
+    def model(x):
+        w = tf.transpose(tf.cast(tf.constant(W), tf.float16)) * tf.constant(2.0, tf.float16)
+        return tf.identity(tf.matmul(tf.cast(x, tf.float16), w), name="y")
+
+    gd = _graph(model, tf.TensorSpec([1, 256], tf.float32))
+    fetches = ["y:0", "x:0"]
+    plain = freeze.run_grappler(gd, fetches)
+    ours = freeze.optimize(_graph(model, tf.TensorSpec([1, 256], tf.float32)), fetches)
+    assert sorted(n.op for n in ours.node) == sorted(n.op for n in plain.node)
+    assert not any(n.op in ("Transpose", "Mul") for n in ours.node)  # folded into a Const
+    x = np.random.default_rng(1).standard_normal((1, 256)).astype(np.float32)
+    np.testing.assert_array_equal(_run(ours, {"x:0": x}, "y:0"),
+                                  _run(plain, {"x:0": x}, "y:0"))
+
+
+def test_constant_closure_sees_through_forwarding_ops_only() -> None:
+    gd = _graph(lambda x: tf.matmul(x, tf.identity(tf.constant(W))) +
+                tf.reduce_sum(tf.square(tf.constant(W))),
+                tf.TensorSpec([1, 128], tf.float32))
+    large = {n.name for n in gd.node if standins.is_large(n)}
+    closure = standins.constant_closure(gd, large)
+    ops = {n.name: n.op for n in gd.node}
+    assert sorted(ops[n] for n in closure) == ["Square", "Sum"]  # not the Identity
+
+
+def test_attrs_are_decoded_once_and_read_only() -> None:
+    gd = _graph(lambda x: tf.matmul(x, tf.constant(W)), tf.TensorSpec([1, 128], tf.float32))
+    g = ir.from_graph_def(gd)
+    (const,) = [n for n in g.nodes if g.nodes[n]["op"] == "Const"]
+    first, second = ir.const_value(g, const), ir.const_value(g, const)
+    assert first is second and not first.flags.writeable
+    np.testing.assert_array_equal(first, W)
+    ir.forget_decoded(g)
+    assert ir.const_value(g, const) is not first
