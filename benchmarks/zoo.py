@@ -121,7 +121,7 @@ def _tf_module_export(make: Callable[[], object]) -> Callable[[str], None]:
 def _partial_export(path: str) -> None:
     from tftrt.research.models import cut_chain
 
-    _tf_module_export(lambda: cut_chain(blocks=4))(path)
+    _tf_module_export(lambda: cut_chain(blocks=4, batch=None))(path)
 
 
 def _partial_inputs(batch: int) -> dict[str, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import numpy as np
 
@@ -55,5 +56,6 @@ def test_interleaved_samples_and_peak_rss() -> None:
     assert summary([1.0, 2.0, 3.0])["p50_ms"] == 2.0
     with PeakRSS() as rss:
         block = np.ones(32 << 20, np.uint8)  # 32 MiB touched
+        time.sleep(0.2)  # held across many samples (freed at once, a sample could miss it)
         del block
     assert rss.added >= 16 << 20

@@ -27,8 +27,10 @@ class ModelSpec:
     input_shape: tuple[int, ...]
 
 
-def cut_chain(blocks: int = 7, size: int = 28, channels: int = 64, seed: int = 0):
-    """The ``cut-chain`` model as a tf.function of one NHWC float32 input."""
+def cut_chain(blocks: int = 7, size: int = 28, channels: int = 64, seed: int = 0,
+              batch: int | None = 1):
+    """The ``cut-chain`` model as a tf.function of one NHWC float32 input (of any batch
+    when ``batch`` is None)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -41,7 +43,7 @@ def cut_chain(blocks: int = 7, size: int = 28, channels: int = 64, seed: int = 0
                rng.uniform(0.5, 1.5, channels).astype(np.float32),
                rng.standard_normal(channels).astype(np.float32) * 0.1) for _ in range(blocks)]
 
-    @tf.function(input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([batch, size, size, channels], tf.float32)])
     def model(x):
         h = x
         for k1, b1, k2, scale, shift in params:

@@ -3,6 +3,7 @@ py-func registry (pinned to the TF versions the tests run)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -117,6 +118,7 @@ def _needs_v1_graph(graph_def: graph_pb2.GraphDef) -> bool:
 def _v1_graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
                        outputs: Sequence[str], captures: Mapping[str, Any] | None = None):
     """``graph_function`` through ``wrap_function``: a v1 graph, pruned to the outputs."""
+    graph_def = _without_name_clashes(graph_def)
     present = {n.name for n in graph_def.node}
 
     def _import():
@@ -129,6 +131,22 @@ def _v1_graph_function(graph_def: graph_pb2.GraphDef, inputs: Sequence[str],
     g = wrapped.graph
     return GraphFunction(wrapped.prune([g.get_tensor_by_name(t) for t in inputs],
                                        [g.get_tensor_by_name(t) for t in outputs]))
+
+
+_CLASH_SUFFIXES = itertools.count()
+
+
+def _without_name_clashes(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    """``graph_def``, or a copy with its library functions renamed where a function of the
+    same name already exists in this process (e.g. the original model, loaded beside its
+    conversion: TensorFlow refuses a second, different definition of a name)."""
+    ctx = _context.context()
+    if not any(ctx.has_function(f.signature.name) for f in graph_def.library.function):
+        return graph_def
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph_def)
+    rename_functions(out, f"_tftrt{next(_CLASH_SUFFIXES)}")
+    return out
 
 
 def _placeholder_spec(nodes: Mapping[str, node_def_pb2.NodeDef], ref: str) -> tf.TensorSpec:
