@@ -90,7 +90,7 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
 
     ``sample_inputs`` (feeds keyed by graph tensor) are handed to the partitioner.
     Control flow lowered so that its body could convert, but left without an engine
-    inside, is compiled again in its functional form (which TensorFlow runs faster).
+    inside, is compiled again in its functional form, as the original model had it.
     """
     conversion = _compile(frozen, opts, registry, backend, sample_inputs, frozenset())
     lowered = conversion.ir.graph.get("lowered", ()) if conversion.ir is not None else ()
