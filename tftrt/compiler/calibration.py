@@ -174,13 +174,30 @@ def _streaming_histograms() -> Iterator[None]:
             item = data_reader.get_next()
             if not item:
                 return
-            original(self, _One(item))
+            for part in _samples(item, self.model):
+                original(self, _One(part))
 
     calibrate.HistogramCalibrater.collect_data = collect_data
     try:
         yield
     finally:
         calibrate.HistogramCalibrater.collect_data = original
+
+
+def _samples(item: dict[str, np.ndarray], model: onnx.ModelProto | None
+             ) -> list[dict[str, np.ndarray]]:
+    """``item`` one sample at a time where every input is batched along a dynamic first
+    dimension (an inference model's samples are independent: the histograms are the
+    same data, with one sample's activations in memory instead of a batch's)."""
+    sizes = {v.shape[0] if v.ndim else None for v in item.values()}
+    if len(sizes) != 1 or None in sizes or next(iter(sizes)) < 2 or model is None:
+        return [item]
+    for vi in model.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name in item and (not dims or dims[0].HasField("dim_value")):
+            return [item]  # a fixed batch: the model takes only whole batches
+    (n,) = sizes
+    return [{k: v[i:i + 1] for k, v in item.items()} for i in range(n)]
 
 
 _QUANTIZE_LOCK = threading.Lock()  # the streaming patch is process-wide
