@@ -134,7 +134,8 @@ def test_adopt_and_graph_function_flat_call() -> None:
 
 
 def test_small_openvino_engines_run_on_one_thread_and_keep_it_when_saved(tmp_path) -> None:
-    from tftrt.engines.openvino_backend import SMALL_ENGINE_MACS, multiply_adds
+    from tftrt.engines.onnx_work import multiply_adds
+    from tftrt.engines.openvino_backend import SMALL_ENGINE_MACS
 
     conv, fn = _converted(tmp_path, mlp, shape=(4, 8))
     x = RNG.standard_normal((4, 8)).astype(np.float32)
