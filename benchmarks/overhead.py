@@ -10,7 +10,8 @@ engines with native TensorFlow ops between them. The overhead per engine call
 is (tftrt - the same graph with each engine node replaced by an identity - both
 engines called alone) / 2: everything but the engines' own work and
 TensorFlow's own ops. tftrt called eagerly runs the native ops as one stage
-and calls the engines between stages (``tftrt/runtime/stages.py``); the
+(here two eager ops: ``tftrt/runtime/eager_stage.py``) and calls the engines between
+stages (``tftrt/runtime/stages.py``); the
 py-func path (the whole graph in TensorFlow, each engine node a ``PyFunc``,
 what runs inside a ``tf.function``) is timed beside it.
 """

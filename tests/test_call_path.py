@@ -12,6 +12,7 @@ from tftrt import trt_convert as trt
 from tftrt.errors import InputSpecError
 from tftrt.runtime import tfgraph
 from tftrt.runtime.cache import EngineCache
+from tftrt.runtime.eager_stage import EagerStage
 from tftrt.runtime.signature import InputPlan
 from tftrt.specs import SignatureTensor
 
@@ -83,6 +84,7 @@ def test_engines_in_a_graph_run_between_native_stages_when_called_eagerly(tmp_pa
     first, second = sorted(conv.engines)
     assert [(stage is not None, [e.name for e in engines]) for stage, engines in steps] == \
         [(False, [first]), (True, [second])]
+    assert isinstance(steps[1][0].fn, EagerStage)  # one op: run eagerly, no function call
     assert fn._tf_fn is None  # noqa: SLF001
     for op in conv.engines.values():
         assert op.stats.engine_calls == 3 and op.stats.builds == 1

@@ -6,8 +6,9 @@ the median time of its nodes as a graph function run the way the runtime runs
 converted graphs, less that of one passing its tensors through; its engine
 time is the median of an ``EngineOp`` call (the runtime's object, engine built
 by the backend for those shapes). Its boundary time is measured in place: the
-whole graph with the candidate as its one engine, bound as the runtime binds
-engines (a PyFunc), against the whole graph without it; the boundary is
+whole graph with the candidate as its one engine, run as the runtime runs an eager
+call (native stages with the engine between them, else a PyFunc), against the
+whole graph without it; the boundary is
 what that difference leaves once the engine's and the native time are counted
 (the PyFunc call, the copies, waking the backend's threads between TensorFlow's ops),
 so that a candidate's gain is exactly what the graph saved. Without the
@@ -36,6 +37,7 @@ from tftrt.compiler.costs import Constants
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment, tensor_spec
 from tftrt.plugins.partitioning import PartitionRequest, SegmentCost
 from tftrt.plugins.types import BuildConfig
+from tftrt.runtime import stages
 from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.tfgraph import (
     PyFuncBinding,
@@ -44,7 +46,7 @@ from tftrt.runtime.tfgraph import (
     pyfunc_node,
     rewrite_engines,
 )
-from tftrt.specs import input_name, output_name
+from tftrt.specs import SignatureTensor, input_name, output_name
 
 log = logging.getLogger("tftrt.segment")
 
@@ -188,9 +190,18 @@ def _engine_op(request: PartitionRequest, plan) -> tuple[EngineOp, object]:
 
 
 def _in_place(request: PartitionRequest, plan, lowered, op: EngineOp, binding: PyFuncBinding):
-    """The whole graph with the candidate as its one engine, bound as the runtime binds it."""
+    """The whole graph with the candidate as its one engine, run as the runtime runs an eager
+    call: native stages with the engine called between them, or, where stages cannot cut
+    the graph, one graph with the engine bound as a PyFunc."""
     node = codegen.EngineNode(op.name, plan, lowered.inputs, lowered.outputs, {})
     gd = codegen.splice(request.graph, [node])
+    g = request.graph
+    specs = [[SignatureTensor(t.ref, t.ref, np.dtype(t.dtype), t.shape)
+              for t in map(functools.partial(tensor_spec, g), refs)]
+             for refs in (request.inputs, request.outputs)]
+    staged = stages.plan(gd, *specs, {op.name: op}, request.variables)
+    if staged is not None:
+        return lambda *feeds: staged(list(feeds))
     out_dtypes = [tf.as_dtype(s.dtype) for s in op.outputs]
     gd = rewrite_engines(gd, lambda n: engine_as_pyfunc(n, binding.token(op, out_dtypes)))
     return graph_function(gd, list(request.inputs), list(request.outputs), request.variables)

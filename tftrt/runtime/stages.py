@@ -5,9 +5,10 @@ TensorFlow's threads, takes the GIL there and runs the engine beside TensorFlow'
 spinning pool threads (the engine runs about twice as slow as alone, and the round trip
 costs on top). Called eagerly, the graph is instead cut at its engines: every native op
 gets the number of engines on its longest path from the inputs, the ops of one number
-form one stage (one ``tf.function``), and the engines of that number run after it, on
-the calling thread, on the stage's outputs. A graph of two engines with native ops
-between them is then one TensorFlow call and two engine calls.
+form one stage, and the engines of that number run after it, on the calling thread, on
+the stage's outputs. A stage of a few ops runs as eager ops (``eager_stage``), a larger
+one as one ``tf.function``. A graph of two engines with native ops between them is then
+two engine calls around the native ops, with no function call at all.
 
 Graphs this does not cover keep the py-func path (``plan`` returns None): engines inside
 v1 control flow frames or library functions, resource or variant tensors crossing from one
@@ -24,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
-from tftrt.runtime import tfgraph
+from tftrt.runtime import eager_stage, tfgraph
 from tftrt.specs import ENGINE_OP, SignatureTensor, parse_input, tensor_ref
 
 # Ops that stand for their input: a reference to one is a reference to its input.
@@ -49,7 +50,7 @@ class _Engine:
 
 @dataclass
 class _Stage:
-    fn: tfgraph.GraphFunction
+    fn: tfgraph.GraphFunction | eager_stage.EagerStage
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
 
@@ -232,7 +233,12 @@ def _stage(graph_def, members, nodes, resolve, consumers, wanted, k, graph, sig_
     stateful = any(graph.get_operation_by_name(n.name).op_def.is_stateful for n in members)
     if not produced and not stateful:
         return None
-    fn = tfgraph.graph_function(gd, [f"{ph}:0" for ph in fed.values()], produced, captures)
+    placeholders = list(fed.values())
+    fn = None if stateful else eager_stage.build(gd, _topological(gd), placeholders, produced,
+                                                 graph)
+    if fn is None:
+        fn = tfgraph.graph_function(gd, [f"{ph}:0" for ph in placeholders], produced,
+                                    captures)
     return _Stage(fn, tuple(fed), tuple(produced))
 
 
