@@ -59,3 +59,40 @@ def test_a_convolution_output_read_elsewhere_is_left_alone() -> None:
     model = _model(True, True, shared_weights=True)
     assert fold_conv_scales(model) == 0
     assert [n.op_type for n in model.graph.node].count("Mul") == 2
+
+
+def _padded_conv(tmp_path, pads, value=0.0, backend="onnxruntime"):
+    import tensorflow as tf
+
+    from tests.conftest import export_module
+    from tftrt import trt_convert as trt
+
+    channels = 4 + sum(pads[3])
+    kernel = np.random.default_rng(1).standard_normal((3, 3, channels, 6)).astype(np.float32)
+
+    def fn(x):
+        h = tf.pad(x * 2.0 + 1.0, pads, constant_values=value)
+        return {"y": tf.nn.relu(tf.nn.conv2d(h, kernel, 2, "VALID"))}
+
+    path = export_module(str(tmp_path / "m"), fn, [tf.TensorSpec([1, 9, 9, 4], tf.float32)])
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, backend=backend)
+    out = conv.convert()
+    (op,) = conv.engines.values()
+    x = np.random.default_rng(2).standard_normal((1, 9, 9, 4)).astype(np.float32)
+    np.testing.assert_allclose(out(x)["y"].numpy(), fn(x)["y"].numpy(), rtol=1e-5, atol=1e-5)
+    return [n for n in onnx.load_from_string(op.onnx_model).graph.node]
+
+
+def test_zero_spatial_padding_folds_into_the_convolution(tmp_path) -> None:
+    nodes = _padded_conv(tmp_path, [[0, 0], [1, 2], [0, 1], [0, 0]])
+    assert "Pad" not in {n.op_type for n in nodes}
+    (conv,) = [n for n in nodes if n.op_type == "Conv"]
+    pads = next(list(a.ints) for a in conv.attribute if a.name == "pads")
+    assert pads == [1, 0, 2, 1]  # H begin, W begin, H end, W end
+
+
+def test_padding_a_convolution_cannot_take_stays_a_pad(tmp_path) -> None:
+    ones = _padded_conv(tmp_path / "a", [[0, 0], [1, 1], [1, 1], [0, 0]], value=1.0)
+    channels = _padded_conv(tmp_path / "b", [[0, 0], [1, 1], [1, 1], [0, 2]])
+    for nodes in (ones, channels):
+        assert "Pad" in {n.op_type for n in nodes}

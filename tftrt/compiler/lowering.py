@@ -11,6 +11,7 @@ import onnx
 
 import tftrt.env as env
 from tftrt.compiler import ir as irmod
+from tftrt.compiler import onnxfold
 from tftrt.compiler.ir import IR
 from tftrt.converters.context import LoweringContext, NodeInfo
 from tftrt.plugins.manager import Registry
@@ -141,9 +142,14 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
         ctx.nodes[-1].output[0] = out
         out_vi.append((out, spec.dtype, spec.shape))
     in_vi = [(input_name(k), s.dtype, s.shape) for k, s in enumerate(inputs)]
+    model = ctx.make_model(in_vi, out_vi, name)
+    if onnxfold.fold_pads(model) and tensors_out is not None:
+        live = {o for n in model.graph.node for o in n.output} | {i.name for i in
+                                                                   model.graph.input}
+        ctx.tensors = {r: v for r, v in ctx.tensors.items() if v[0] in live}
     if tensors_out is not None:
         tensors_out.update({ref: onnx_name for ref, (onnx_name, _) in ctx.tensors.items()})
-    return ctx.make_model(in_vi, out_vi, name)
+    return model
 
 
 def run_converters(ctx: LoweringContext, infos: Sequence[NodeInfo], registry: Registry) -> None:

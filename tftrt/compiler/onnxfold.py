@@ -1,4 +1,6 @@
-"""Per-channel scales and shifts after a convolution, folded into its weights and bias.
+"""Folds on a lowered ONNX model: per-channel scales and shifts after a convolution into
+its weights and bias (``fold_conv_scales``), zero padding before it into its pads
+(``fold_pads``).
 
 A frozen Keras model's batch normalization reaches ONNX as ``Mul(scale, Conv(x))`` (and
 an ``Add`` of the shift where it is not zero). Left in place, INT8 quantization puts a
@@ -91,6 +93,94 @@ def fold_conv_scales(model: onnx.ModelProto) -> int:
         for init in [i for i in graph.initializer if i.name not in used]:
             graph.initializer.remove(init)
     return folded
+
+
+def fold_pads(model: onnx.ModelProto) -> int:
+    """Fold zero ``Pad``s of spatial dims that alone feed a ``Conv`` (directly or through
+    the layout ``Transpose`` a converter put between) into the ``Conv``'s pads, in place;
+    returns how many were folded.
+
+    TF pads NHWC tensors before a ``VALID`` convolution (Keras' ``ZeroPadding2D``); in
+    ONNX that is Pad -> Transpose -> Conv, which OpenVINO does not fuse itself and runs
+    as a reference-kernel Pad (EfficientNetB0's stem: 0.1 ms of 4 ms at bf16).
+    """
+    graph = model.graph
+    consts = {i.name: i for i in graph.initializer}
+    consts.update({n.output[0]: n.attribute[0].t for n in graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    readers = Counter(i for n in graph.node for i in n.input)
+    readers.update(o.name for o in graph.output)
+    reader = {i: n for n in graph.node for i in n.input}
+    folded = []
+    for pad in graph.node:
+        if pad.op_type != "Pad" or pad.domain not in ("", "ai.onnx"):
+            continue
+        spatial = _zero_pads(pad, consts)
+        if spatial is None or readers[pad.output[0]] != 1:
+            continue
+        nxt, perm = reader.get(pad.output[0]), None
+        if nxt is not None and nxt.op_type == "Transpose" and readers[nxt.output[0]] == 1:
+            perm = list(next((a.ints for a in nxt.attribute if a.name == "perm"), []))
+            nxt = reader.get(nxt.output[0])
+        fed = pad.output[0] if perm is None else reader[pad.output[0]].output[0]
+        if nxt is None or nxt.op_type != "Conv" or nxt.input[0] != fed or \
+                not _foldable_conv(nxt):
+            continue
+        begin, end = spatial
+        rank = len(begin)
+        if perm is not None:
+            if sorted(perm) != list(range(rank)):
+                continue
+            begin, end = [begin[p] for p in perm], [end[p] for p in perm]
+        if begin[:2] != [0, 0] or end[:2] != [0, 0]:
+            continue  # pads batch or channels: not a convolution's padding
+        attr = next((a for a in nxt.attribute if a.name == "pads"), None)
+        old = list(attr.ints) if attr is not None else [0] * (2 * (rank - 2))
+        new = [a + b for a, b in zip(old, begin[2:] + end[2:], strict=True)]
+        if attr is None:
+            nxt.attribute.append(onnx.helper.make_attribute("pads", new))
+        else:
+            del attr.ints[:]
+            attr.ints.extend(new)
+        folded.append(pad)
+    for pad in folded:
+        target = pad.output[0]
+        for n in graph.node:
+            for k, i in enumerate(n.input):
+                if i == target:
+                    n.input[k] = pad.input[0]
+        graph.node.remove(pad)
+        shapes = [v for v in graph.value_info if v.name in {target} | {
+            n.output[0] for n in graph.node if n.op_type == "Transpose"
+            and n.input[0] == pad.input[0]}]
+        for v in shapes:  # the padded shapes no longer hold
+            graph.value_info.remove(v)
+    return len(folded)
+
+
+def _zero_pads(pad: onnx.NodeProto, consts) -> tuple[list[int], list[int]] | None:
+    """A constant-mode zero Pad's (begin, end) per dim, or None."""
+    mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+    if mode != b"constant" or len(pad.input) < 2 or pad.input[1] not in consts:
+        return None
+    if len(pad.input) > 3 and pad.input[3]:
+        return None  # explicit axes: left alone
+    if len(pad.input) > 2 and pad.input[2]:
+        value = consts.get(pad.input[2])
+        if value is None or np.any(numpy_helper.to_array(value) != 0):
+            return None
+    pads = [int(v) for v in numpy_helper.to_array(consts[pad.input[1]]).reshape(-1)]
+    if len(pads) % 2 or any(v < 0 for v in pads):
+        return None
+    half = len(pads) // 2
+    return pads[:half], pads[half:]
+
+
+def _foldable_conv(conv: onnx.NodeProto) -> bool:
+    if conv.domain not in ("", "ai.onnx"):
+        return False
+    auto = next((a.s for a in conv.attribute if a.name == "auto_pad"), b"NOTSET")
+    return auto == b"NOTSET"
 
 
 def _fresh(name: str, taken: set[str]) -> str:
