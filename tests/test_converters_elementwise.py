@@ -628,3 +628,22 @@ def test_scalar_tensor_with_scalar_constant_stays_scalar() -> None:
         return tf.constant(np.float32(3.0)) * x - tf.constant(np.float32(1.0))
 
     check_function(f, [np.asarray(2.5, F32)])
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: x + tf.zeros([5]), lambda x: tf.zeros([4, 5]) + x, lambda x: x - tf.zeros([5]),
+    lambda x: tf.ones([5]) * x, lambda x: x / tf.ones([1, 1, 5]), lambda x: _div(x, tf.ones([5])),
+], ids=["add0", "0add", "sub0", "1mul", "div1", "intdiv1"])
+def test_neutral_constants_pass_their_operand_through(fn) -> None:
+    model = check_function(fn, _inputs(None, (2, 3, 4, 5)))
+    assert {n.op_type for n in model.graph.node} <= {"Identity"}
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: x + tf.zeros([2, 3, 4, 5]),  # broadcasts x: not the identity
+    lambda x: tf.zeros([5]) - x, lambda x: tf.ones([5]) / x,  # the constant on the wrong side
+    lambda x: x * tf.constant([1.0, 1.0, 1.0, 1.0, 2.0]),
+], ids=["broadcast", "0sub", "1div", "not-all-ones"])
+def test_constants_that_change_the_operand_stay(fn) -> None:
+    model = check_function(fn, _inputs(None, (4, 5)))
+    assert {n.op_type for n in model.graph.node} - {"Identity"}

@@ -159,16 +159,52 @@ _BINARY = {"Add": "Add", "AddV2": "Add", "Sub": "Sub", "Mul": "Mul",
            "Maximum": "Max", "Minimum": "Min", "RealDiv": "Div", "Div": "Div", "Pow": "Pow"}
 
 
-@converter("Add", "AddV2", "Sub", "Mul", "Maximum", "Minimum", dtypes=NUMERIC)
-def convert_binary_arith(ctx: LoweringContext, node: NodeInfo) -> None:
+# op -> (the constant that leaves the other operand as it is, which operands it may be)
+_NEUTRAL = {"Add": (0, (0, 1)), "AddV2": (0, (0, 1)), "Sub": (0, (1,)), "Mul": (1, (0, 1)),
+            "RealDiv": (1, (1,)), "Div": (1, (1,))}
+
+
+def _passes_through(node: NodeInfo) -> int | None:
+    """The operand ``node`` returns unchanged (the other a constant of zeros for Add, ones
+    for Mul, that broadcasts to nothing new), or None. A frozen Keras ``Normalization``
+    of mean 0 and variance 1 is such an Add and Mul; OpenVINO runs them when the constant
+    comes first."""
+    rule = _NEUTRAL.get(node.op)
+    if rule is None:
+        return None
+    neutral, sides = rule
+    for c in sides:
+        k = 1 - c
+        value = node.const(c)
+        if value is None or value.size == 0 or node.const(k) is not None or \
+                not np.all(value == neutral):
+            continue
+        shape, out = node.input_shapes[k], node.output_shapes[0]
+        if shape is None or out is None or tuple(shape) != tuple(out) or None in shape:
+            continue
+        if node.input_dtypes[k] == node.output_dtypes[0]:
+            return k
+    return None
+
+
+def _emit_binary(ctx: LoweringContext, node: NodeInfo) -> None:
+    k = _passes_through(node)
+    if k is not None:
+        name, perm = ctx.input_any(node, k)
+        ctx.set_output(node, 0, name, perm)
+        return
     a, b, perm = binary_operands(ctx, node)
     ctx.set_output(node, 0, ctx.node(_BINARY[node.op], [a, b], hint=node.name), perm)
+
+
+@converter("Add", "AddV2", "Sub", "Mul", "Maximum", "Minimum", dtypes=NUMERIC)
+def convert_binary_arith(ctx: LoweringContext, node: NodeInfo) -> None:
+    _emit_binary(ctx, node)
 
 
 @converter("RealDiv", "Div", "Pow", restrictions="float only")
 def convert_binary_float(ctx: LoweringContext, node: NodeInfo) -> None:
-    a, b, perm = binary_operands(ctx, node)
-    ctx.set_output(node, 0, ctx.node(_BINARY[node.op], [a, b], hint=node.name), perm)
+    _emit_binary(ctx, node)
 
 
 @converter("SquaredDifference")
