@@ -17,6 +17,7 @@ import numpy as np
 import tftrt.env as env
 import tftrt.progress as progress
 from tftrt.compiler import calibration, precision
+from tftrt.compiler.collector import full_collections_deferred
 from tftrt.compiler.freeze import FrozenModel, load_and_freeze
 from tftrt.compiler.partition import partitioner_name
 from tftrt.compiler.pipeline import CompileOptions, Conversion, compile_model
@@ -199,10 +200,11 @@ class TrtGraphConverterV2:
                                    "calibration_input_fn (a callable yielding calibration "
                                    "inputs); pass use_calibration=False to take the ranges "
                                    "from the graph's quantization ops")
-        frozen = load_and_freeze(self._input_saved_model_dir, self._input_saved_model_tags,
-                                 self._input_saved_model_signature_key, freeze=self._freeze)
-        conversion = compile_model(frozen, self._options, get_registry(), self._backend,
-                                   sample_inputs=self._sample_feeds(frozen))
+        with full_collections_deferred():
+            frozen = load_and_freeze(self._input_saved_model_dir, self._input_saved_model_tags,
+                                     self._input_saved_model_signature_key, freeze=self._freeze)
+            conversion = compile_model(frozen, self._options, get_registry(), self._backend,
+                                       sample_inputs=self._sample_feeds(frozen))
         emit_nonconversion_report(conversion.nonconversion)
         func = ConvertedFunction(conversion.graph_def, frozen.inputs, frozen.outputs,
                                  conversion.engines, captures=frozen.variables)
@@ -282,8 +284,8 @@ class TrtGraphConverterV2:
                 op.begin_collecting()
                 op.record_only = func.runs_without_tensorflow  # outputs unused: skip native
         try:
-            with progress.bar("Collecting shapes" if dynamic else "Building engines",
-                              unit="input") as bar:
+            with full_collections_deferred(), progress.bar(
+                    "Collecting shapes" if dynamic else "Building engines", unit="input") as bar:
                 count = _run_items(func, input_fn, bar, ops)
             if dynamic:
                 with progress.bar("Building engines", len(ops), "engine") as bar:

@@ -27,7 +27,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
-from tftrt.compiler import functions, standins
+from tftrt.compiler import functions, loading, standins
 from tftrt.errors import SavedModelError
 from tftrt.specs import SignatureTensor
 
@@ -76,7 +76,7 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
     try:
         from tensorflow.python.saved_model import loader_impl
 
-        sm = loader_impl.parse_saved_model(path)
+        sm, debug_info = loader_impl.parse_saved_model_with_debug_info(path)
     except Exception as exc:
         raise SavedModelError(f"SavedModel {path!r} is malformed: {exc}") from exc
     available = [list(mg.meta_info_def.tags) for mg in sm.meta_graphs]
@@ -84,7 +84,7 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
         raise SavedModelError(
             f"SavedModel {path!r} has no MetaGraph with tags {list(tags)}; it has {available}")
     try:
-        loaded = tf.saved_model.load(path, tags=list(tags))
+        loaded = loading.load(path, tags, sm, debug_info)
     except Exception as exc:
         raise SavedModelError(f"SavedModel {path!r} could not be loaded: {exc}") from exc
     sigs = dict(getattr(loaded, "signatures", {}) or {})
@@ -171,8 +171,8 @@ def freeze_function(func, signature_key: str, freeze: bool = True,
         node.device = ""
     inputs = tuple(_tensor(n, t) for n, t in zip(in_names, in_tensors, strict=True))
     outputs = tuple(_tensor(n, t) for n, t in zip(out_names, out_tensors, strict=True))
-    graph_def = functions.set_control_flow_lowering(functions.allow_inlining(graph_def),
-                                                    lower=False)
+    # graph_def is this function's own: marked in place
+    graph_def = functions.mark_lowering(functions.allow_inlining(graph_def), lower=False)
     optimized = inline_calls(graph_def, [t.ref for t in inputs + outputs])
     keep = {t.ref.split(":")[0] for t in inputs + outputs}
     pruned = prune_dead_nodes(_drop_controls_on(functions.drop_colocation(optimized),

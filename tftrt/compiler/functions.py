@@ -32,10 +32,9 @@ def _all_nodes(graph_def: graph_pb2.GraphDef) -> Iterable[node_def_pb2.NodeDef]:
 
 
 def allow_inlining(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
-    """A copy of ``graph_def`` whose function calls Grappler may inline (all but the call
-    nodes marked with ``KEEP_CALL_ATTR``)."""
-    out = graph_pb2.GraphDef()
-    out.CopyFrom(graph_def)
+    """``graph_def``, in place (no copy of its weights), with function calls Grappler may
+    inline (all but the call nodes marked with ``KEEP_CALL_ATTR``)."""
+    out = graph_def
     kept = {n.attr["f"].func.name for n in _all_nodes(out)
             if KEEP_CALL_ATTR in n.attr and "f" in n.attr}
     for node in _all_nodes(out):

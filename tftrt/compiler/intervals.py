@@ -125,6 +125,9 @@ def _const_interval(value: np.ndarray) -> Interval | None:
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf" or arr.size == 0:
         return None
+    lo, hi = float(arr.min()), float(arr.max())
+    if math.isfinite(lo) and math.isfinite(hi):  # no inf or nan: no mask (a weight's copy)
+        return (lo, hi)
     finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
     lo = float(finite.min()) if finite.size else math.inf
     hi = float(finite.max()) if finite.size else -math.inf
