@@ -18,6 +18,10 @@ The method is ``calibration_method=`` of the converter, else the
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
+import gc
 import logging
 import os
 import tempfile
@@ -160,28 +164,74 @@ class _One:
 
 
 @contextlib.contextmanager
-def _streaming_histograms() -> Iterator[None]:
-    """ONNX Runtime's histogram calibrators (entropy, percentile) run every batch, hold
-    every activation of every batch, then histogram them all (ResNet50, 4 batches of 8:
-    5.6 GB). Fed one batch at a time, they merge each batch's histograms into the
-    running ones and free its activations: the same ranges' method in a batch's memory."""
+def _lean_calibrators() -> Iterator[None]:
+    """ONNX Runtime's calibrators, run in a sample's memory rather than the whole data's.
+
+    Its histogram calibrators (entropy, percentile) run every batch, hold every
+    activation of every batch, then histogram them all (ResNet50, 4 batches of 8:
+    5.6 GB); its min-max calibrator holds every batch's run the same way. Fed one sample
+    at a time, they merge each sample's histograms (or minima and maxima) into the
+    running ones and free its activations: the same ranges' method in a sample's memory.
+    Each calibrator's session (the model with every calibrated tensor as an output)
+    runs without ONNX Runtime's memory arena and memory pattern, which would keep the
+    largest run's intermediates allocated on top of the outputs handed back; the
+    kernels, and so the ranges, are the same.
+    """
+    import onnxruntime
     from onnxruntime.quantization import calibrate
 
-    original = calibrate.HistogramCalibrater.collect_data
+    def streaming(original: Callable) -> Callable:
+        def collect_data(self, data_reader) -> None:
+            while True:
+                item = data_reader.get_next()
+                if not item:
+                    return
+                for part in _samples(item, self.model):
+                    original(self, _One(part))
+        return collect_data
 
-    def collect_data(self, data_reader) -> None:
-        while True:
-            item = data_reader.get_next()
-            if not item:
-                return
-            for part in _samples(item, self.model):
-                original(self, _One(part))
+    def create_inference_session(self) -> None:
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
+        self.infer_session = onnxruntime.InferenceSession(
+            self.augmented_model_path, sess_options=options, providers=self.execution_providers)
 
-    calibrate.HistogramCalibrater.collect_data = collect_data
+    patched = [(cls, "collect_data", streaming(cls.collect_data))
+               for cls in (calibrate.HistogramCalibrater, calibrate.MinMaxCalibrater)]
+    patched.append((calibrate.CalibraterBase, "create_inference_session",
+                    create_inference_session))
+    originals = [(cls, name, cls.__dict__[name]) for cls, name, _ in patched]
+    for cls, name, fn in patched:
+        setattr(cls, name, fn)
     try:
         yield
     finally:
-        calibrate.HistogramCalibrater.collect_data = original
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the system (glibc).
+
+    A conversion frees far more than it keeps (the SavedModel's graph, decoded
+    weights, ONNX copies), but glibc keeps freed memory for reuse, so the process
+    stays at its high-water mark; calibration then adds its own peak on top.
+    """
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _samples(item: dict[str, np.ndarray], model: onnx.ModelProto | None
@@ -218,26 +268,35 @@ def quantize(model_bytes: bytes, batches: list[list[np.ndarray]], method: str,
 
     methods = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
                "percentile": CalibrationMethod.Percentile}
-    model = onnx.load_from_string(model_bytes)
-    names = [i.name for i in model.graph.input]
-    # each convolution the whole layer: no Q/DQ pair on a batch norm's scale after it
-    onnxfold.fold_conv_scales(model)
     with tempfile.TemporaryDirectory(prefix="tftrt-calib-") as tmp:
         src, pre, out = (os.path.join(tmp, f) for f in ("in.onnx", "pre.onnx", "q.onnx"))
-        onnx.save(model, src)
+        names = _fold_and_save(model_bytes, src)
+        release_memory()
         # Folds constants and fuses scale/shift into convolutions first, so that the
-        # quantized convolutions are the whole layer.
-        quant_pre_process(src, pre, skip_symbolic_shape=True)
-        # (min-max holds only each tensor's min and max per batch: no streaming needed)
+        # quantized convolutions are the whole layer. (quantize_static infers the
+        # shapes again itself: inferring them here too only costs time and memory.)
+        quant_pre_process(src, pre, skip_symbolic_shape=True, skip_onnx_shape=True)
+        release_memory()
         extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
-        with _QUANTIZE_LOCK, _streaming_histograms():
+        with _QUANTIZE_LOCK, _lean_calibrators():
             quantize_static(pre, out, _Reader(names, batches), quant_format=QuantFormat.QDQ,
                             per_channel=True, reduce_range=reduce_range,
                             activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8, calibrate_method=methods[method],
                             extra_options=extra)
+        release_memory()
         with open(out, "rb") as f:
             return f.read()
+
+
+def _fold_and_save(model_bytes: bytes, path: str) -> list[str]:
+    """Save the model with its convolutions' scales folded (each convolution the whole
+    layer: no Q/DQ pair on a batch norm's scale after it); returns its input names.
+    The parsed model is dropped on return, before the calibration runs."""
+    model = onnx.load_from_string(model_bytes)
+    onnxfold.fold_conv_scales(model)
+    onnx.save(model, path)
+    return [i.name for i in model.graph.input]
 
 
 def calibrate(engines: Mapping[str, EngineOp], data: CalibrationData, method: str,
@@ -245,6 +304,7 @@ def calibrate(engines: Mapping[str, EngineOp], data: CalibrationData, method: st
     """The quantized ONNX of each engine that saw calibration data, keyed by engine name."""
     global CALIBRATIONS
     quantized = {}
+    release_memory()  # the conversion's garbage, before calibration's own peak
     with progress.bar(f"INT8 calibration: {method} scales", len(engines), "engine") as bar:
         for name, op in sorted(engines.items()):
             batches = data.batches[name]
@@ -274,4 +334,4 @@ def calibration_record(data: CalibrationData, name: str, method: str,
 
 
 __all__ = ["CALIBRATIONS", "METHODS", "CalibrationData", "calibrate", "calibration_method",
-           "calibration_record", "quantize", "record"]
+           "calibration_record", "quantize", "record", "release_memory"]
