@@ -1,13 +1,16 @@
 """Timing side by side, and the machine the figures come from.
 
-Every candidate of one comparison is timed in alternating blocks of calls, so
-that whatever else the machine does (it is shared) hits all of them alike.
+Every candidate of one comparison is timed in alternating blocks of calls, in a
+shuffled order, each block after an untimed call, so that whatever else the
+machine does (it is shared) hits all of them alike and none pays for the one
+timed before it.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import random
 import re
 import threading
 import time
@@ -21,18 +24,31 @@ FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_ti
 
 
 def interleaved_samples(fns: Sequence[Callable[[], object]], calls: int, block: int = 3,
-                        warmup: int = 3, budget_s: float | None = None) -> list[list[float]]:
+                        warmup: int = 3, budget_s: float | None = None,
+                        settle: int = 1) -> list[list[float]]:
     """Per-call milliseconds of each of ``fns``, timed in alternating blocks of ``block``
     calls until each has ``calls`` samples (or ``budget_s`` seconds have passed, with at
-    least 3 blocks each)."""
+    least 3 blocks each).
+
+    Each block starts with ``settle`` untimed calls: the first call after another
+    candidate runs cold (that candidate's threads still spin, its data fills the caches),
+    and which candidate came before would otherwise decide part of the figure. The
+    order of the candidates is shuffled every round (seeded) for the same reason.
+    """
     for fn in fns:
         for _ in range(warmup):
             fn()
     times: list[list[float]] = [[] for _ in fns]
+    order = list(range(len(fns)))
+    shuffle = random.Random(0).shuffle
     start = time.perf_counter()
     rounds = 0
     while len(times[0]) < calls:
-        for k, fn in enumerate(fns):
+        shuffle(order)
+        for k in order:
+            fn = fns[k]
+            for _ in range(settle):
+                fn()
             for _ in range(block):
                 t0 = time.perf_counter()
                 fn()

@@ -50,9 +50,14 @@ def test_docs_are_written_from_raw_results(tmp_path) -> None:
 def test_interleaved_samples_and_peak_rss() -> None:
     calls = []
     samples = interleaved_samples([lambda: calls.append("a"), lambda: calls.append("b")], 6,
-                                  block=3, warmup=1)
+                                  block=3, warmup=1, settle=1)
     assert [len(s) for s in samples] == [6, 6]
-    assert calls[2:8] == ["a", "a", "a", "b", "b", "b"]  # alternating blocks, after warmup
+    rounds = calls[2:]  # after the warmup: per round, each candidate's block of 1 + 3 calls
+    assert len(rounds) == 16
+    for r in range(2):
+        blocks = rounds[8 * r:8 * r + 4], rounds[8 * r + 4:8 * r + 8]
+        assert sorted(b[0] for b in blocks) == ["a", "b"]
+        assert all(len(set(b)) == 1 for b in blocks)
     assert summary([1.0, 2.0, 3.0])["p50_ms"] == 2.0
     with PeakRSS() as rss:
         block = np.ones(32 << 20, np.uint8)  # 32 MiB touched
