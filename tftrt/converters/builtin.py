@@ -16,6 +16,7 @@ from tftrt.converters import (
     reduce,
     shape,
     slicing,
+    special,
     spectral,
     structural,
     variables,
@@ -27,6 +28,6 @@ from tftrt.plugins.types import OpConverter
 
 @hookimpl
 def tftrt_op_converters() -> list[OpConverter]:
-    return collect(structural, elementwise, comparison, activations, conv, matrix, shape,
+    return collect(structural, elementwise, special, comparison, activations, conv, matrix, shape,
                    reduce, image, indexing, nms, quantization, variables, control_flow,
                    spectral, slicing)
