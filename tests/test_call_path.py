@@ -135,6 +135,16 @@ def test_adopt_and_graph_function_flat_call() -> None:
     np.testing.assert_array_equal(out.numpy(), a * 2)
 
 
+def test_adopted_tensors_are_host_tensors_inside_a_cpu_device_scope_too() -> None:
+    a = np.arange(4, dtype=np.int32)
+    for scope in ("/CPU:0", "/job:localhost/replica:0/task:0/device:CPU:0"):
+        with tf.device(scope):
+            t = tfgraph.adopt(a.copy())
+            assert t.device.endswith("CPU:0")
+            np.testing.assert_array_equal((t + 1).numpy(), a + 1)
+    assert tfgraph.adopt(a.copy()).device.endswith("CPU:0")
+
+
 def test_small_openvino_engines_run_on_one_thread_and_keep_it_when_saved(tmp_path) -> None:
     from tftrt.engines.onnx_work import multiply_adds
     from tftrt.engines.openvino_backend import SMALL_ENGINE_MACS
