@@ -2,8 +2,10 @@
 
     python benchmarks/bench_partitioners.py [--backend openvino] [--precision FP32]
 
-The model is the harness's ``cut-chain``: ops without converters every few
-nodes cut it into 21 candidate segments (see tftrt/research/models.py). The
+The models are the harness's ``cut-chain`` and ``mixed-chain``: ops without
+converters every few nodes cut each into 20 candidate segments (see
+tftrt/research/models.py); cut-chain's segments are convolutions and
+elementwise ops, mixed-chain adds MobileNetV2 inverted residuals. The
 configurations are TF native (the SavedModel's signature), union-find at
 ``minimum_segment_size=3`` (TF-TRT's default), union-find at 1, the
 cost-aware partitioner at 1 with its measured cost model on the build input,
@@ -37,16 +39,16 @@ def main() -> None:
     parser.add_argument("--backend", default="openvino")
     parser.add_argument("--precision", default="FP32")
     parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--model", default="cut-chain")
+    parser.add_argument("--models", nargs="+", default=["cut-chain", "mixed-chain"])
     args = parser.parse_args()
     configs = [harness.parse_config(c) for c in CONFIGS]
     with tempfile.TemporaryDirectory(prefix="tftrt-bench-") as workdir:
-        rows = harness.compare([args.model], configs, workdir, backend=args.backend,
+        rows = harness.compare(args.models, configs, workdir, backend=args.backend,
                                precision_mode=args.precision, calls=args.calls)
         meta = {"backend": args.backend, "precision": args.precision, "calls": args.calls,
                 "command": "python benchmarks/bench_partitioners.py "
                            f"--backend {args.backend} --precision {args.precision} "
-                           f"--calls {args.calls}"}
+                           f"--calls {args.calls} --models {' '.join(args.models)}"}
         written = harness.write(rows, workdir, meta)
         text = harness.table(rows)
         print(text)
@@ -62,7 +64,8 @@ def main() -> None:
     doc.write_text(
         "# Partitioners compared: cost-aware vs union-find vs TF native\n\n"
         "Made by `" + meta["command"] + "` (the research harness, "
-        "`tftrt compare-partitioners`). Model: `" + args.model + "` (tftrt/research/models.py), "
+        "`tftrt compare-partitioners`). Models: " + ", ".join(f"`{m}`" for m in args.models) +
+        " (tftrt/research/models.py), "
         f"batch 1; backend {args.backend}, {args.precision}; latency is the median of "
         f"{args.calls} interleaved calls per configuration, in one run.\n\n" + text +
         f"\nMachine: {info['meta']['machine']}\n\n![partitioners](partitioners.png)\n",

@@ -58,3 +58,19 @@ def test_the_command(chain_dir: str, tmp_path, capsys) -> None:
     assert cli.main(["compare-partitioners", chain_dir, "--config", "native",
                      "--out", str(tmp_path)]) == 1  # a user's mistake: one line, status 1
     assert "give the sample input's shape" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("model", "segments_at_1", "segments_at_3"),
+                         [("cut-chain", 20, 14), ("mixed-chain", 20, 15)])
+def test_built_in_chains_cut_into_about_twenty_segments(model: str, segments_at_1: int,
+                                                        segments_at_3: int, tmp_path) -> None:
+    from tftrt import trt_convert as trt
+    from tftrt.research.models import export
+
+    path, shape = export(model, str(tmp_path))
+    assert shape == (1, 28, 28, 64)
+    for size, want in ((1, segments_at_1), (3, segments_at_3)):
+        conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, backend="onnxruntime",
+                                       minimum_segment_size=size)
+        conv.convert()
+        assert len(conv.engines) == want, (model, size)

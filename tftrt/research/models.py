@@ -5,8 +5,13 @@ where an op without a converter (``BesselI0e``) follows every few nodes, so
 union-find finds about three segments per block, of three kinds: a convolution
 with bias and Relu (heavy, five nodes), a lone convolution (heavy, two nodes:
 below ``minimum_segment_size=3``) and a scale-shift-Relu (elementwise, five
-nodes: cheap enough natively that an engine call does not pay). The others are
-``keras.applications`` models.
+nodes: cheap enough natively that an engine call does not pay).
+
+``mixed-chain`` adds the kind of segment an engine wins on by a wide margin:
+each of its blocks starts with a MobileNetV2 inverted residual (1x1 expansion,
+depthwise 3x3, 1x1 projection, residual add: seven nodes), then the
+cut-chain's three segments, each followed by the op without a converter; five
+blocks make 20 candidate segments. The others are ``keras.applications`` models.
 """
 
 from __future__ import annotations
@@ -58,12 +63,46 @@ def cut_chain(blocks: int = 7, size: int = 28, channels: int = 64, seed: int = 0
     return model
 
 
-def _cut_chain_export(**kwargs) -> Callable[[str], None]:
+def mixed_chain(blocks: int = 5, size: int = 28, channels: int = 64, expansion: int = 4,
+                seed: int = 0):
+    """The ``mixed-chain`` model as a tf.function of one (1, size, size, channels) input."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    wide = channels * expansion
+
+    def kernel(k: int, cin: int, cout: int) -> np.ndarray:
+        return (rng.standard_normal((k, k, cin, cout)) * np.sqrt(2.0 / (k * k * cin))
+                ).astype(np.float32)
+
+    params = [(kernel(1, channels, wide),
+               (rng.standard_normal((3, 3, wide, 1)) * 0.3).astype(np.float32),
+               kernel(1, wide, channels), kernel(3, channels, channels),
+               rng.standard_normal(channels).astype(np.float32) * 0.1,
+               kernel(3, channels, channels), rng.uniform(0.5, 1.5, channels).astype(np.float32),
+               rng.standard_normal(channels).astype(np.float32) * 0.1) for _ in range(blocks)]
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32)])
+    def model(x):
+        h = x
+        for expand, depthwise, project, k1, b1, k2, scale, shift in params:
+            t = tf.nn.relu6(tf.nn.conv2d(h, expand, 1, "SAME"))
+            t = tf.nn.relu6(tf.nn.depthwise_conv2d(t, depthwise, [1, 1, 1, 1], "SAME"))
+            h = tf.math.bessel_i0e(h + tf.nn.conv2d(t, project, 1, "SAME"))
+            h = tf.math.bessel_i0e(tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, k1, 1, "SAME"), b1)))
+            h = tf.math.bessel_i0e(tf.nn.conv2d(h, k2, 1, "SAME"))
+            h = tf.math.bessel_i0e(tf.nn.relu(h * scale + shift))
+        return {"y": h}
+
+    return model
+
+
+def _function_export(make: Callable[..., object], **kwargs) -> Callable[[str], None]:
     def export(path: str) -> None:
         import tensorflow as tf
 
         module = tf.Module()
-        module.f = cut_chain(**kwargs)
+        module.f = make(**kwargs)
         tf.saved_model.save(module, path, signatures={"serving_default": module.f})
 
     return export
@@ -80,9 +119,11 @@ def _keras(factory: str) -> Callable[[str], None]:
 
 
 MODELS = {
-    "cut-chain": ModelSpec("cut-chain", _cut_chain_export(), (1, 28, 28, 64)),
-    "cut-chain-large": ModelSpec("cut-chain-large", _cut_chain_export(size=56, channels=128),
+    "cut-chain": ModelSpec("cut-chain", _function_export(cut_chain), (1, 28, 28, 64)),
+    "cut-chain-large": ModelSpec("cut-chain-large",
+                                 _function_export(cut_chain, size=56, channels=128),
                                  (1, 56, 56, 128)),
+    "mixed-chain": ModelSpec("mixed-chain", _function_export(mixed_chain), (1, 28, 28, 64)),
     "mobilenet_v2": ModelSpec("mobilenet_v2", _keras("MobileNetV2"), (1, 224, 224, 3)),
     "resnet50": ModelSpec("resnet50", _keras("ResNet50"), (1, 224, 224, 3)),
 }
