@@ -2,7 +2,9 @@
 
 Nodes are keyed by TF node name and carry:
   ``op``, ``node_def`` (the NodeDef with its inputs cleared: attrs, device,
-  debug info stay exact), ``index`` (position in the GraphDef),
+  debug info stay exact; a large Const without inputs keeps the imported GraphDef's
+  own NodeDef, so that its weight is not copied: passes replace a ``node_def``
+  rather than edit one in place), ``index`` (position in the GraphDef),
   ``output_dtypes`` / ``output_shapes`` (inferred by TensorFlow), and, for
   variable reads of an unfrozen graph, ``variable_value`` (the value read at
   conversion time, which makes the node constant-like).
@@ -14,7 +16,7 @@ Graph attributes: ``versions`` and ``library`` (serialized protos).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import networkx as nx
 import numpy as np
@@ -44,9 +46,12 @@ def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True,
     for idx, nd in enumerate(graph_def.node):
         if nd.name in g:
             raise ValueError(f"GraphDef has two nodes named {nd.name!r}")
-        stripped = node_def_pb2.NodeDef()
-        stripped.CopyFrom(nd)
-        del stripped.input[:]
+        if not nd.input and standins.is_large(nd):
+            stripped = nd  # a weight: shared with graph_def, not copied
+        else:
+            stripped = node_def_pb2.NodeDef()
+            stripped.CopyFrom(nd)
+            del stripped.input[:]
         g.add_node(nd.name, op=nd.op, node_def=stripped, index=idx,
                    output_dtypes=[], output_shapes=[])
     for nd in graph_def.node:
@@ -187,10 +192,12 @@ def attrs(g: IR, name: str) -> dict:
     return {k: list(v) if isinstance(v, list) else v for k, v in cached[1].items()}
 
 
-def forget_decoded(g: IR) -> None:
-    """Drop the attrs ``attrs`` decoded (after code that may edit NodeDefs in place)."""
-    for _, d in g.nodes(data=True):
-        d.pop("_attrs", None)
+def forget_decoded(g: IR, nodes: Iterable[str] | None = None) -> None:
+    """Drop the attrs ``attrs`` decoded (after code that may edit NodeDefs in place, or
+    when the decoded weights are no longer needed), of ``nodes`` or of every node."""
+    for name in g.nodes if nodes is None else nodes:
+        if name in g:
+            g.nodes[name].pop("_attrs", None)
 
 
 def to_graph_def(g: IR) -> graph_pb2.GraphDef:

@@ -168,9 +168,14 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
             log.warning("segment %s stays native: %s", name, exc)
             _count(counts, marked, seg.nodes, f"Its segment could not be lowered: {exc}")
             continue
+        # the weights the converters decoded are in the ONNX model now: held with the IR
+        # they would be one more copy of every weight (they decode again if asked for)
+        ir.forget_decoded(marked, plan.nodes)
         onnx_models[name] = model.SerializeToString()
         nodes.append(codegen.EngineNode(name, plan, lowered.inputs, lowered.outputs,
                                         engine_attrs(opts)))
+        del lowered, model  # each weight is held by the serialized model from here on
+    ir.forget_decoded(marked)
     graph_def = codegen.splice(marked, nodes)
     engines = make_engine_ops(graph_def, onnx_models, nodes, opts, backend)
     return Conversion(frozen, graph_def, engines, onnx_models, counts, marked,

@@ -41,10 +41,16 @@ def is_large(node: node_def_pb2.NodeDef, min_bytes: int = MIN_BYTES) -> bool:
     return node.op == "Const" and const_bytes(node) >= min_bytes
 
 
-def stand_in(graph_def: graph_pb2.GraphDef, min_bytes: int = MIN_BYTES
+def stand_in(graph_def: graph_pb2.GraphDef, min_bytes: int = MIN_BYTES,
+             exact_shapes: bool = True
              ) -> tuple[graph_pb2.GraphDef, dict[str, node_def_pb2.NodeDef]]:
     """A copy of ``graph_def`` whose Consts of ``min_bytes`` or more are Placeholders of
-    their dtype and shape, and those Consts by name (not copied)."""
+    their dtype and shape, and those Consts by name (not copied).
+
+    With ``exact_shapes`` False the Placeholders keep only their rank: Grappler feeds
+    every Placeholder a tensor of its shape, its unknown dimensions taken as 1, so a
+    stand-in of exact shape costs as much memory as the weight it stands in for.
+    """
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(graph_def.versions)
     out.library.CopyFrom(graph_def.library)
@@ -54,7 +60,11 @@ def stand_in(graph_def: graph_pb2.GraphDef, min_bytes: int = MIN_BYTES
             consts[node.name] = node
             ph = out.node.add(name=node.name, op="Placeholder", input=list(node.input))
             ph.attr["dtype"].CopyFrom(node.attr["dtype"])
-            ph.attr["shape"].shape.CopyFrom(node.attr["value"].tensor.tensor_shape)
+            shape = ph.attr["shape"].shape
+            shape.CopyFrom(node.attr["value"].tensor.tensor_shape)
+            if not exact_shapes:
+                for dim in shape.dim:
+                    dim.size = -1
         else:
             out.node.add().CopyFrom(node)
     return out, consts
