@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.compiler import capability, codegen, ir, layers, partition, precision, prepare, segment
+from tftrt.compiler import (
+    capability,
+    codegen,
+    ir,
+    layers,
+    onnxbytes,
+    partition,
+    precision,
+    prepare,
+    segment,
+)
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
 from tftrt.compiler.passes import run_passes
@@ -33,6 +43,10 @@ from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.tfgraph import lazy_function_callable
 
 log = logging.getLogger("tftrt.lowering")
+
+# weights this large go into an engine's ONNX bytes straight from the TF graph's
+# (``onnxbytes``), not through a ModelProto
+DETACH_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -162,8 +176,13 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
         plan = plan_segment(marked, seg.nodes)
         try:
             lowered = lower_segment(marked, plan, registry, name,
-                                    dynamic_shape=opts.use_dynamic_shape)
-            model = layers.resolve(lowered.model, registry, backend.name, opts.precision_mode)
+                                    dynamic_shape=opts.use_dynamic_shape,
+                                    detach_bytes=DETACH_BYTES)
+            weights = lowered.weights
+            model = lowered.model
+            if layers.has_layers(model):  # decompositions may read any weight
+                model, weights = onnxbytes.attach(model, weights), {}
+            model = layers.resolve(model, registry, backend.name, opts.precision_mode)
         except LoweringError as exc:
             log.warning("segment %s stays native: %s", name, exc)
             _count(counts, marked, seg.nodes, f"Its segment could not be lowered: {exc}")
@@ -171,10 +190,10 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
         # the weights the converters decoded are in the ONNX model now: held with the IR
         # they would be one more copy of every weight (they decode again if asked for)
         ir.forget_decoded(marked, plan.nodes)
-        onnx_models[name] = model.SerializeToString()
+        onnx_models[name] = onnxbytes.serialize(model, weights)
         nodes.append(codegen.EngineNode(name, plan, lowered.inputs, lowered.outputs,
                                         engine_attrs(opts)))
-        del lowered, model  # each weight is held by the serialized model from here on
+        del lowered, model, weights  # each weight is held by the model's bytes from here on
     ir.forget_decoded(marked)
     graph_def = codegen.splice(marked, nodes)
     engines = make_engine_ops(graph_def, onnx_models, nodes, opts, backend)

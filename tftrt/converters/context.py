@@ -134,6 +134,10 @@ class LoweringContext:
     # the model ``make_model`` returns; ``const`` writes initializers straight into its
     # graph (copying each weight into a model afterwards would copy it once more)
     _model: onnx.ModelProto = field(default_factory=onnx.ModelProto)
+    # weights of at least this many bytes stay out of the model: ``detached`` holds them
+    # (name -> (TensorProto without data, buffer)), for ``onnxbytes.serialize``
+    detach_bytes: int | None = None
+    detached: dict[str, tuple[onnx.TensorProto, Any]] = field(default_factory=dict)
 
     # -- naming -------------------------------------------------------------
     def unique(self, hint: str) -> str:
@@ -232,11 +236,22 @@ class LoweringContext:
         if key in self._const_cache:
             return self._const_cache[key]
         name = self.unique(hint)
-        self.initializers.append(_fill_tensor(self._model.graph.initializer.add(), arr, name))
+        if self._detachable(arr):
+            header = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(arr.dtype),
+                                 dims=arr.shape)
+            raw = _whole_bytes(arr)
+            self.detached[name] = (header, np.ascontiguousarray(arr) if raw is None else raw)
+        else:
+            self.initializers.append(_fill_tensor(self._model.graph.initializer.add(), arr,
+                                                  name))
         self._const_cache[key] = name
         if arr.nbytes > 1024:
             self._held.append(arr)  # its id stays its own while the key is held
         return name
+
+    def _detachable(self, arr: np.ndarray) -> bool:
+        return (self.detach_bytes is not None and arr.nbytes >= self.detach_bytes
+                and arr.dtype.kind in "iuf" and arr.dtype.byteorder != ">")
 
     def int64s(self, values: Sequence[int], hint: str = "ints") -> str:
         return self.const(np.asarray(list(values), dtype=np.int64), hint)
@@ -249,6 +264,7 @@ class LoweringContext:
         child._names = self._names
         child._const_cache = self._const_cache
         child._model = self._model
+        child.detach_bytes, child.detached = self.detach_bytes, self.detached
         return child
 
     def make_graph(self, inputs: Sequence[tuple[str, np.dtype, Shape]],
@@ -264,8 +280,15 @@ class LoweringContext:
     def make_model(self, inputs: Sequence[tuple[str, np.dtype, Shape]],
                    outputs: Sequence[tuple[str, np.dtype, Shape]],
                    name: str) -> onnx.ModelProto:
-        """The ONNX model of this segment, with unused nodes and initializers dropped."""
-        nodes, inits = _prune(self.nodes, self.initializers, [o[0] for o in outputs])
+        """The ONNX model of this segment, with unused nodes and initializers dropped
+        (also from ``detached``, whose weights it does not hold)."""
+        headers = [h for h, _ in self.detached.values()]
+        nodes, inits = _prune(self.nodes, self.initializers + headers,
+                              [o[0] for o in outputs])
+        used = {t.name for t in inits}
+        for name in [n for n in self.detached if n not in used]:
+            del self.detached[name]
+        inits = [t for t in inits if t.name not in self.detached]
         # filled in place: make_graph and make_model would each copy every weight
         model, self._model = self._model, onnx.ModelProto()
         own = model.graph.initializer
