@@ -110,8 +110,11 @@ def test_freezing_reads_variables_without_copying_them() -> None:
     data = freeze._converter_data(c2c, fn)
     (value,) = [t.numpy for t in data.tensor_data.values()]
     assert np.shares_memory(value, v.value()._numpy()) and not value.flags.writeable
-    graph_def, converted = freeze._replace_variables(c2c, data)
+    graph_def, _, weights = freeze._replace_variables(c2c, data)
     (const,) = [n for n in graph_def.node if n.op == "Const" and standins.is_large(n)]
     np.testing.assert_array_equal(tf.make_ndarray(const.attr["value"].tensor), W)
+    assert weights[const.name] is value  # what the IR takes as the Const's value
+    g = ir.from_graph_def(graph_def, const_values=weights)
+    assert ir.const_value(g, const.name) is value
     v.assign(W * 2)  # TensorFlow copies on write: what was frozen stays as it was
     np.testing.assert_array_equal(value, W)

@@ -49,6 +49,9 @@ class FrozenModel:
     variable_values: Mapping[str, np.ndarray] = field(default_factory=dict)
     # resource Placeholder of a static table -> (min, max) of the values it holds
     table_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # frozen only: large Const -> its value, read-only, a view of the variable it was
+    # frozen from (the IR takes it as the Const's value instead of decoding a copy)
+    weights: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def frozen(self) -> bool:
@@ -96,24 +99,26 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
 
 def _frozen_graph_def(func, root: Any = None
                       ) -> tuple[graph_pb2.GraphDef, list[tf.Tensor], list[tf.Tensor],
-                                 dict[str, Any]]:
+                                 dict[str, Any], dict[str, np.ndarray]]:
     """Variables -> constants without rebuilding a ConcreteFunction (that costs seconds).
 
     Uses convert_to_constants' internals, pinned to the TF versions we test;
     falls back to the public API if they change. Also returns the captured
-    resources that are not variables (resource Placeholder name -> resource).
+    resources that are not variables (resource Placeholder name -> resource), and
+    the large Consts' values as read-only views of their variables.
     """
     n_user = len(func.inputs) - len(func.captured_inputs)
     try:
         from tensorflow.python.framework import convert_to_constants as c2c
 
         data = _converter_data(c2c, func)
-        graph_def, converted = _replace_variables(c2c, data)
+        graph_def, converted, weights = _replace_variables(c2c, data)
     except (ImportError, AttributeError, TypeError):
         frozen = convert_variables_to_constants_v2(func)
-        return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs), {}
+        return (frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs), {},
+                {})
     resources = _unfreezable_captures(func, set(converted), root)
-    return graph_def, list(func.inputs[:n_user]), list(func.outputs), resources
+    return graph_def, list(func.inputs[:n_user]), list(func.outputs), resources, weights
 
 
 def _converter_data(c2c: Any, func) -> Any:
@@ -135,12 +140,14 @@ def _converter_data(c2c: Any, func) -> Any:
     return ViewingData(func=func, lower_control_flow=False, aggressive_inlining=False)
 
 
-def _replace_variables(c2c: Any, data: Any) -> tuple[graph_pb2.GraphDef, set[int]]:
+def _replace_variables(c2c: Any, data: Any
+                       ) -> tuple[graph_pb2.GraphDef, set[int], dict[str, np.ndarray]]:
     """``c2c._replace_variables_by_constants``, large variables written into their Consts
     with one copy (``make_tensor_proto`` makes three, then the node copies its proto).
 
     The converter's objects hold its graph in reference cycles (alive until a full
-    collection): the weights are written into a graph of our own, after it."""
+    collection): the weights are written into a graph of our own, after it. Also
+    returns the values written (Const name -> array)."""
     graph = c2c._GraphDef(data.graph_def)  # noqa: SLF001
     values: dict[str, np.ndarray] = {}
     for name, tensor in data.tensor_data.items():
@@ -169,7 +176,7 @@ def _replace_variables(c2c: Any, data: Any) -> tuple[graph_pb2.GraphDef, set[int
         arr = values.get(node.name)
         if arr is not None and node.op == "Const":
             node.attr["value"].tensor.tensor_content = arr.tobytes()
-    return out, converted
+    return out, converted, values
 
 
 def _packable(arr: np.ndarray) -> bool:
@@ -213,11 +220,12 @@ def freeze_function(func, signature_key: str, freeze: bool = True,
     ``root`` is the object the function was loaded with: the resources it
     captures are looked up there (so that a converted model can save them).
     """
-    graph_def, in_tensors, out_tensors, resources = _frozen_graph_def(func, root)
+    graph_def, in_tensors, out_tensors, resources, weights = _frozen_graph_def(func, root)
     variables: dict[str, Any] = {}
     values: dict[str, np.ndarray] = {}
     if not freeze:
         graph_def, variables, values = _unfrozen_graph_def(func, graph_def)
+        weights = {}
     variables.update(resources)
     in_specs = func.structured_input_signature[1]
     in_names = sorted(in_specs) if in_specs else [
@@ -238,10 +246,12 @@ def freeze_function(func, signature_key: str, freeze: bool = True,
     pruned = prune_dead_nodes(_drop_controls_on(functions.drop_colocation(optimized),
                                                 set(variables)), keep)
     live = {n.name for n in pruned.node}
+    consts = {n.name for n in pruned.node if n.op == "Const"}
     return FrozenModel(pruned, inputs, outputs, signature_key,
                        {k: v for k, v in variables.items() if k in live},
                        {k: v for k, v in values.items() if k in live},
-                       _table_ranges(pruned, {k: v for k, v in resources.items() if k in live}))
+                       _table_ranges(pruned, {k: v for k, v in resources.items() if k in live}),
+                       {k: v for k, v in weights.items() if k in consts})
 
 
 _STATIC_TABLES = ("StaticHashTable", "_RestoredStaticHashTable")

@@ -32,11 +32,15 @@ IR = nx.MultiDiGraph
 
 
 def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True,
-                   variable_values: Mapping[str, np.ndarray] | None = None) -> IR:
+                   variable_values: Mapping[str, np.ndarray] | None = None,
+                   const_values: Mapping[str, np.ndarray] | None = None) -> IR:
     """Import a GraphDef into the IR, with TensorFlow's inferred dtypes and shapes.
 
     ``variable_values`` maps variable nodes (resource Placeholders, VarHandleOp,
     VariableV2) to their values; the nodes reading them get ``variable_value``.
+    ``const_values`` maps Consts to their values as arrays already at hand (the
+    variables a graph was frozen from): ``attrs`` gives those instead of decoding
+    a copy from the NodeDef.
     """
     g = nx.MultiDiGraph()
     g.graph["versions"] = (graph_def.versions.SerializeToString()
@@ -61,11 +65,36 @@ def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True,
                 raise ValueError(f"node {nd.name!r} reads {ref!r}, which is not in the graph")
             g.add_edge(src, nd.name, src_slot=slot, dst_slot=-1 if control else pos,
                        control=control, pos=pos, ref=ref)
+    if const_values:
+        _seed_values(g, const_values)
     if variable_values:
         annotate_variable_reads(g, variable_values)
     if infer_shapes:
         annotate_shapes(g, graph_def)
     return g
+
+
+def _seed_values(g: IR, values: Mapping[str, np.ndarray]) -> None:
+    """``attrs``' cache of each Const in ``values`` (of its dtype and shape), holding the
+    array given as its value."""
+    for name, value in values.items():
+        d = g.nodes.get(name) if name in g else None
+        if d is None or d["op"] != "Const":
+            continue
+        nd = d["node_def"]
+        tensor = nd.attr["value"].tensor
+        if (tf.as_dtype(tensor.dtype).as_numpy_dtype != value.dtype.type
+                or tuple(x.size for x in tensor.tensor_shape.dim) != value.shape):
+            continue
+        decoded = decode_attrs({k: v for k, v in nd.attr.items() if k != "value"})
+        decoded["value"] = value if not value.flags.writeable else _read_only(value)
+        d["_attrs"] = (nd, decoded)
+
+
+def _read_only(value: np.ndarray) -> np.ndarray:
+    view = value.view()
+    view.flags.writeable = False
+    return view
 
 
 READ_OPS = frozenset({"ReadVariableOp", "Identity"})

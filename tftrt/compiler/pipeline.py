@@ -6,6 +6,7 @@ its engine on ``build()`` or first use, as TF-TRT does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -111,10 +112,13 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
     idle = frozenset(n for n in lowered if not any(
         _inside(node, n) for e in conversion.engines.values() for node in _segment_nodes(
             conversion.graph_def, e.name)))
-    if not idle:
-        return conversion
-    log.info("%s kept functional: no engine inside once lowered", ", ".join(sorted(idle)))
-    return _compile(frozen, opts, registry, backend, sample_inputs, idle)
+    if idle:
+        log.info("%s kept functional: no engine inside once lowered", ", ".join(sorted(idle)))
+        conversion = _compile(frozen, opts, registry, backend, sample_inputs, idle)
+    # the variables' views have done their job (the IR's values): the conversion does not
+    # keep the variables alive
+    conversion.frozen = dataclasses.replace(frozen, weights={})
+    return conversion
 
 
 def _inside(node: str, control_flow: str) -> bool:
@@ -135,7 +139,8 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
              backend: EngineBackend, sample_inputs: Sequence[Mapping[str, np.ndarray]],
              keep_functional: frozenset[str]) -> Conversion:
     g = prepare.prepare(ir.from_graph_def(frozen.graph_def,
-                                          variable_values=frozen.variable_values),
+                                          variable_values=frozen.variable_values,
+                                          const_values=frozen.weights),
                         frozen, registry, backend, opts.use_dynamic_shape, keep_functional)
     sig_in = tuple(t.ref for t in frozen.inputs)
     sig_out = tuple(t.ref for t in frozen.outputs)
