@@ -118,3 +118,21 @@ def test_freezing_reads_variables_without_copying_them() -> None:
     assert ir.const_value(g, const.name) is value
     v.assign(W * 2)  # TensorFlow copies on write: what was frozen stays as it was
     np.testing.assert_array_equal(value, W)
+
+
+def test_put_back_keeps_the_weights_where_they_are() -> None:
+    gd = _graph(lambda x: tf.identity(tf.matmul(x, tf.constant(W)) * 2.0, name="y"),
+                tf.TensorSpec([1, 128], tf.float32))
+    small, consts = standins.stand_in(gd, exact_shapes=False)
+    optimized = freeze.run_grappler(small, ["y:0", "x:0"])
+    expected = standins.restore(freeze.run_grappler(small, ["y:0", "x:0"]), consts)
+    (name,) = consts
+    consts[name].attr["_probe"].i = 3  # an edit of the original is seen in the result
+    out = standins.put_back(gd, optimized, consts)
+    assert out is gd
+    assert next(n for n in out.node if n.name == name).attr["_probe"].i == 3
+    del next(n for n in out.node if n.name == name).attr["_probe"]
+    assert sorted(n.SerializeToString(deterministic=True) for n in out.node) == \
+        sorted(n.SerializeToString(deterministic=True) for n in expected.node)
+    x = np.random.default_rng(2).standard_normal((1, 128)).astype(np.float32)
+    np.testing.assert_allclose(_run(out, {"x:0": x}, "y:0"), x @ W * 2.0, rtol=1e-5, atol=1e-4)

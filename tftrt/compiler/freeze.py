@@ -322,7 +322,8 @@ def _unfrozen_graph_def(func, frozen: graph_pb2.GraphDef
 
 
 def prune_dead_nodes(graph_def: graph_pb2.GraphDef, keep: set[str]) -> graph_pb2.GraphDef:
-    """Drop nodes that nothing in ``keep`` depends on (Grappler can leave rewritten ones)."""
+    """Drop nodes that nothing in ``keep`` depends on (Grappler can leave rewritten ones),
+    in place (a new graph would copy every weight)."""
     nodes = {n.name: n for n in graph_def.node}
     live: set[str] = set()
     stack = [n for n in keep if n in nodes]
@@ -337,11 +338,10 @@ def prune_dead_nodes(graph_def: graph_pb2.GraphDef, keep: set[str]) -> graph_pb2
                 stack.append(src)
     if len(live) == len(nodes):
         return graph_def
-    out = graph_pb2.GraphDef()
-    out.versions.CopyFrom(graph_def.versions)
-    out.library.CopyFrom(graph_def.library)
-    out.node.extend(n for n in graph_def.node if n.name in live)
-    return out
+    for k in reversed(range(len(graph_def.node))):
+        if graph_def.node[k].name not in live:
+            del graph_def.node[k]
+    return graph_def
 
 
 def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:
@@ -381,8 +381,9 @@ def optimize(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
     graph_def = standins.fold_constant_closure(
         graph_def, large, lambda sub, fetch: run_grappler(sub, fetch, ("constfold",)))
     small, consts = standins.stand_in(graph_def, exact_shapes=False)
-    optimized = standins.restore(
-        run_grappler(small, fetches, aggressive_inlining=aggressive_inlining), consts)
+    optimized = standins.put_back(
+        graph_def, run_grappler(small, fetches, aggressive_inlining=aggressive_inlining),
+        consts)
     # Grappler keeps Placeholders that nothing reads: drop those that stood in
     return prune_dead_nodes(optimized, {f.split(":")[0] for f in fetches})
 

@@ -84,6 +84,30 @@ def restore(graph_def: graph_pb2.GraphDef, consts: Mapping[str, node_def_pb2.Nod
     return graph_def
 
 
+def put_back(original: graph_pb2.GraphDef, optimized: graph_pb2.GraphDef,
+             consts: Mapping[str, node_def_pb2.NodeDef]) -> graph_pb2.GraphDef:
+    """``restore(optimized, consts)`` built in ``original``, which holds ``consts`` (edited
+    in place): its stood-in Consts stay where they are, not copied, and every other node
+    is replaced by ``optimized``'s. The stood-in Consts come first, in their order, then
+    ``optimized``'s other nodes in theirs."""
+    kept = {n.name: n for n in optimized.node
+            if n.op == "Placeholder" and n.name in consts}
+    nodes = original.node
+    for k in reversed(range(len(nodes))):
+        if nodes[k].name not in kept or consts.get(nodes[k].name) is None:
+            del nodes[k]
+    for node in nodes:  # each keeps the inputs its Placeholder has now
+        inputs = list(kept[node.name].input)
+        del node.input[:]
+        node.input.extend(inputs)
+    for node in optimized.node:
+        if node.name not in kept:
+            nodes.add().CopyFrom(node)
+    original.versions.CopyFrom(optimized.versions)
+    original.library.CopyFrom(optimized.library)
+    return original
+
+
 # Ops that forward their input: Grappler removes them rather than folding them.
 FORWARDING = frozenset({"Identity", "IdentityN", "Snapshot", "StopGradient"})
 
