@@ -87,7 +87,7 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
         raise SavedModelError(
             f"SavedModel {path!r} has no MetaGraph with tags {list(tags)}; it has {available}")
     try:
-        loaded = loading.load(path, tags, sm, debug_info)
+        loaded = loading.load(path, tags, sm, debug_info, signature_key)
     except Exception as exc:
         raise SavedModelError(f"SavedModel {path!r} could not be loaded: {exc}") from exc
     sigs = dict(getattr(loaded, "signatures", {}) or {})
