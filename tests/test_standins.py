@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tftrt.compiler import freeze, ir, standins
+from tftrt.compiler import freeze, ir, standins, varconsts
 
 
 def _graph(fn, *specs) -> tf.compat.v1.GraphDef:
@@ -107,10 +107,10 @@ def test_freezing_reads_variables_without_copying_them() -> None:
                      input_signature=[tf.TensorSpec([1, 128], tf.float32)]).get_concrete_function()
     from tensorflow.python.framework import convert_to_constants as c2c
 
-    data = freeze._converter_data(c2c, fn)
+    data = varconsts.converter_data(c2c, fn)
     (value,) = [t.numpy for t in data.tensor_data.values()]
     assert np.shares_memory(value, v.value()._numpy()) and not value.flags.writeable
-    graph_def, _, weights = freeze._replace_variables(c2c, data)
+    graph_def, _, weights = varconsts.replace_variables(c2c, data)
     (const,) = [n for n in graph_def.node if n.op == "Const" and standins.is_large(n)]
     np.testing.assert_array_equal(tf.make_ndarray(const.attr["value"].tensor), W)
     assert weights[const.name] is value  # what the IR takes as the Const's value

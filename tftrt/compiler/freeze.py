@@ -27,7 +27,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
-from tftrt.compiler import functions, loading, standins
+from tftrt.compiler import functions, loading, standins, varconsts
 from tftrt.errors import SavedModelError
 from tftrt.specs import SignatureTensor
 
@@ -111,78 +111,14 @@ def _frozen_graph_def(func, root: Any = None
     try:
         from tensorflow.python.framework import convert_to_constants as c2c
 
-        data = _converter_data(c2c, func)
-        graph_def, converted, weights = _replace_variables(c2c, data)
+        data = varconsts.converter_data(c2c, func)
+        graph_def, converted, weights = varconsts.replace_variables(c2c, data)
     except (ImportError, AttributeError, TypeError):
         frozen = convert_variables_to_constants_v2(func)
         return (frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs), {},
                 {})
     resources = _unfreezable_captures(func, set(converted), root)
     return graph_def, list(func.inputs[:n_user]), list(func.outputs), resources, weights
-
-
-def _converter_data(c2c: Any, func) -> Any:
-    """convert_to_constants' data for ``func``, each variable's value a read-only view of
-    its buffer (``Variable.numpy()`` copies it; TensorFlow copies on a later write)."""
-
-    class ViewingData(c2c._FunctionConverterDataInEager):  # noqa: SLF001
-        def _eval(self, tensor):
-            try:
-                view = tensor.value()._numpy()  # noqa: SLF001
-            except Exception:  # not a variable on the host: TensorFlow's own copy
-                return tensor.numpy()
-            if not isinstance(view, np.ndarray):
-                return tensor.numpy()
-            view = view.view()
-            view.flags.writeable = False
-            return view
-
-    return ViewingData(func=func, lower_control_flow=False, aggressive_inlining=False)
-
-
-def _replace_variables(c2c: Any, data: Any
-                       ) -> tuple[graph_pb2.GraphDef, set[int], dict[str, np.ndarray]]:
-    """``c2c._replace_variables_by_constants``, large variables written into their Consts
-    with one copy (``make_tensor_proto`` makes three, then the node copies its proto).
-
-    The converter's objects hold its graph in reference cycles (alive until a full
-    collection): the weights are written into a graph of our own, after it. Also
-    returns the values written (Const name -> array)."""
-    graph = c2c._GraphDef(data.graph_def)  # noqa: SLF001
-    values: dict[str, np.ndarray] = {}
-    for name, tensor in data.tensor_data.items():
-        node = graph.nodes[name]
-        arr = tensor.numpy
-        if (type(node) is not c2c._VarHandle  # noqa: SLF001
-                or arr.nbytes < standins.MIN_BYTES or not _packable(arr)):
-            node.convert_variable_to_constant(None, tensor)
-            continue
-        const = node.converted_self().node
-        const.Clear()
-        const.name = node.node.name
-        const.op = "Const"
-        const.attr["dtype"].type = tensor.dtype
-        proto = const.attr["value"].tensor
-        proto.dtype = tensor.dtype
-        for dim in arr.shape:
-            proto.tensor_shape.dim.add(size=dim)
-        values[const.name] = arr
-        for edge in node.outgoing_edges:
-            edge.destination.convertible.convert_variable_to_constant(edge, tensor)
-    converted = {t.index for t in data.tensor_data.values() if t.index is not None}
-    out = graph_pb2.GraphDef()
-    out.CopyFrom(graph.converted_self().graph_def)
-    for node in out.node:
-        arr = values.get(node.name)
-        if arr is not None and node.op == "Const":
-            node.attr["value"].tensor.tensor_content = arr.tobytes()
-    return out, converted, values
-
-
-def _packable(arr: np.ndarray) -> bool:
-    """Whether ``arr``'s bytes are a TensorProto's ``tensor_content`` as they are."""
-    return (arr.dtype.kind in "iufc" and arr.dtype.byteorder in "=|"
-            and tf.as_dtype(arr.dtype).as_numpy_dtype == arr.dtype.type)
 
 
 def _unfreezable_captures(func, converted: set[int], root: Any) -> dict[str, Any]:
