@@ -78,7 +78,7 @@ def _seed_values(g: IR, values: Mapping[str, np.ndarray]) -> None:
     """``attrs``' cache of each Const in ``values`` (of its dtype and shape), holding the
     array given as its value."""
     for name, value in values.items():
-        d = g.nodes.get(name) if name in g else None
+        d = g.nodes[name] if name in g else None
         if d is None or d["op"] != "Const":
             continue
         nd = d["node_def"]

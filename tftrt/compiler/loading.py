@@ -104,7 +104,8 @@ def _checkpoint_variables(path: str) -> dict[int, tuple[str, Any]] | None:
 def _restore_read(loader: Any, path: str, signature_key: str,
                   variables: dict[int, tuple[str, Any]]) -> bool:
     """Restore, of the checkpoint's ``variables``, those signature ``signature_key``
-    reads; False (nothing restored) when it reads a variable not among them."""
+    reads; False when it reads a variable not among them (nothing restored) or one
+    does not restore."""
     from tensorflow.python.saved_model import path_helpers
 
     root = loader.get(0)
@@ -123,11 +124,14 @@ def _restore_read(loader: Any, path: str, signature_key: str,
            if id(t) in captured):
         return False
     prefix = path_helpers.get_variables_path(path)
-    for var, key, dtype in wanted:  # one at a time: one weight in flight
-        (value,) = tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=[key],
-                                        shape_and_slices=[""], dtypes=[dtype])
-        var.assign(value)
-        del value
+    try:
+        for var, key, dtype in wanted:  # one at a time: one weight in flight
+            (value,) = tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=[key],
+                                            shape_and_slices=[""], dtypes=[dtype])
+            var.assign(value)
+            del value
+    except (tf.errors.OpError, ValueError, TypeError):  # TensorFlow's restore says why
+        return False
     return True
 
 

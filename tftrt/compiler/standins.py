@@ -94,7 +94,7 @@ def put_back(original: graph_pb2.GraphDef, optimized: graph_pb2.GraphDef,
             if n.op == "Placeholder" and n.name in consts}
     nodes = original.node
     for k in reversed(range(len(nodes))):
-        if nodes[k].name not in kept or consts.get(nodes[k].name) is None:
+        if nodes[k].name not in kept:
             del nodes[k]
     for node in nodes:  # each keeps the inputs its Placeholder has now
         inputs = list(kept[node.name].input)
