@@ -62,3 +62,53 @@ def test_load_computes_what_tensorflow_load_computes(nested_dir):
 def test_other_tags_load_the_way_tensorflow_reports_them(nested_dir):
     with pytest.raises(ValueError, match="tags"):
         loading.load(nested_dir, ["train"])
+
+
+class _TwoCopies(tf.Module):
+    """Each weight saved twice, as a Keras export saves it (``variables`` and
+    ``_all_variables``): the signature reads one copy."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3))
+        self.spare = [tf.Variable(self.w.numpy() + 100.0), tf.Variable(7)]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def __call__(self, x):
+        return {"y": tf.matmul(x, self.w)}
+
+
+def test_only_the_variables_the_signature_reads_are_restored(tmp_path):
+    path = str(tmp_path / "m")
+    mod = _TwoCopies()
+    tf.saved_model.save(mod, path, signatures={"serving_default": mod.__call__})
+    loaded = loading.load(path, ["serve"], signature_key="serving_default")
+    np.testing.assert_array_equal(loaded.w.numpy(), mod.w.numpy())
+    assert not any(v.is_initialized() for v in loaded.spare)  # never read from disk
+    x = np.ones((1, 2), np.float32)
+    np.testing.assert_array_equal(loaded.signatures["serving_default"](tf.constant(x))["y"],
+                                  x @ mod.w.numpy())
+    whole = loading.load(path, ["serve"])  # without a signature: everything, as TF does
+    assert all(v.is_initialized() for v in whole.spare)
+    np.testing.assert_array_equal(whole.spare[0].numpy(), mod.w.numpy() + 100.0)
+
+
+def test_a_checkpoint_holding_more_than_variables_is_restored_whole(tmp_path):
+    class WithTable(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = tf.lookup.experimental.MutableHashTable(tf.int64, tf.float32, -1.0)
+            self.table.insert(tf.constant([1, 2], tf.int64), tf.constant([10.0, 20.0]))
+            self.w = tf.Variable(2.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+        def __call__(self, k):
+            return {"y": self.table.lookup(k) * self.w}
+
+    path = str(tmp_path / "t")
+    mod = WithTable()
+    tf.saved_model.save(mod, path, signatures={"serving_default": mod.__call__})
+    assert loading._checkpoint_variables(path) is None
+    loaded = loading.load(path, ["serve"], signature_key="serving_default")
+    out = loaded.signatures["serving_default"](tf.constant([2, 5], tf.int64))["y"]
+    np.testing.assert_array_equal(out, [40.0, -2.0])

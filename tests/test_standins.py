@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tftrt.compiler import freeze, ir, standins
+from tftrt.compiler import freeze, ir, standins, varconsts
 
 
 def _graph(fn, *specs) -> tf.compat.v1.GraphDef:
@@ -73,3 +73,66 @@ def test_attrs_are_decoded_once_and_read_only() -> None:
     np.testing.assert_array_equal(first, W)
     ir.forget_decoded(g)
     assert ir.const_value(g, const) is not first
+
+
+def test_grappler_stand_ins_keep_only_the_rank() -> None:
+    """Grappler feeds each Placeholder a tensor of its shape: a stand-in of the weight's
+    exact shape would cost as much memory as the weight."""
+    gd = _graph(lambda x: tf.matmul(x, tf.constant(W)), tf.TensorSpec([1, 128], tf.float32))
+    small, consts = standins.stand_in(gd, exact_shapes=False)
+    (name,) = consts
+    ph = next(n for n in small.node if n.name == name)
+    assert [d.size for d in ph.attr["shape"].shape.dim] == [-1, -1]
+    exact, _ = standins.stand_in(gd)
+    assert [d.size for d in next(n for n in exact.node if n.name == name)
+            .attr["shape"].shape.dim] == [128, 256]
+
+
+def test_the_ir_shares_large_consts_with_the_graph_it_imports() -> None:
+    gd = _graph(lambda x: tf.matmul(x, tf.constant(W)) + tf.constant(SMALL[:1]),
+                tf.TensorSpec([1, 128], tf.float32))
+    g = ir.from_graph_def(gd)
+    large = next(n for n in gd.node if standins.is_large(n))
+    small = next(n for n in gd.node if n.op == "Const" and not standins.is_large(n))
+    large.attr["_probe"].i = 7  # an edit of the graph's NodeDef is the IR's: not a copy
+    small.attr["_probe"].i = 7
+    assert g.nodes[large.name]["node_def"].attr["_probe"].i == 7
+    assert "_probe" not in g.nodes[small.name]["node_def"].attr
+    np.testing.assert_array_equal(ir.const_value(g, large.name), W)
+
+
+def test_freezing_reads_variables_without_copying_them() -> None:
+    v = tf.Variable(W)
+    fn = tf.function(lambda x: tf.matmul(x, v),
+                     input_signature=[tf.TensorSpec([1, 128], tf.float32)]).get_concrete_function()
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    data = varconsts.converter_data(c2c, fn)
+    (value,) = [t.numpy for t in data.tensor_data.values()]
+    assert np.shares_memory(value, v.value()._numpy()) and not value.flags.writeable
+    graph_def, _, weights = varconsts.replace_variables(c2c, data)
+    (const,) = [n for n in graph_def.node if n.op == "Const" and standins.is_large(n)]
+    np.testing.assert_array_equal(tf.make_ndarray(const.attr["value"].tensor), W)
+    assert weights[const.name] is value  # what the IR takes as the Const's value
+    g = ir.from_graph_def(graph_def, const_values=weights)
+    assert ir.const_value(g, const.name) is value
+    v.assign(W * 2)  # TensorFlow copies on write: what was frozen stays as it was
+    np.testing.assert_array_equal(value, W)
+
+
+def test_put_back_keeps_the_weights_where_they_are() -> None:
+    gd = _graph(lambda x: tf.identity(tf.matmul(x, tf.constant(W)) * 2.0, name="y"),
+                tf.TensorSpec([1, 128], tf.float32))
+    small, consts = standins.stand_in(gd, exact_shapes=False)
+    optimized = freeze.run_grappler(small, ["y:0", "x:0"])
+    expected = standins.restore(freeze.run_grappler(small, ["y:0", "x:0"]), consts)
+    (name,) = consts
+    consts[name].attr["_probe"].i = 3  # an edit of the original is seen in the result
+    out = standins.put_back(gd, optimized, consts)
+    assert out is gd
+    assert next(n for n in out.node if n.name == name).attr["_probe"].i == 3
+    del next(n for n in out.node if n.name == name).attr["_probe"]
+    assert sorted(n.SerializeToString(deterministic=True) for n in out.node) == \
+        sorted(n.SerializeToString(deterministic=True) for n in expected.node)
+    x = np.random.default_rng(2).standard_normal((1, 128)).astype(np.float32)
+    np.testing.assert_allclose(_run(out, {"x:0": x}, "y:0"), x @ W * 2.0, rtol=1e-5, atol=1e-4)

@@ -27,7 +27,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
-from tftrt.compiler import functions, loading, standins
+from tftrt.compiler import functions, loading, standins, varconsts
 from tftrt.errors import SavedModelError
 from tftrt.specs import SignatureTensor
 
@@ -49,6 +49,9 @@ class FrozenModel:
     variable_values: Mapping[str, np.ndarray] = field(default_factory=dict)
     # resource Placeholder of a static table -> (min, max) of the values it holds
     table_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # frozen only: large Const -> its value, read-only, a view of the variable it was
+    # frozen from (the IR takes it as the Const's value instead of decoding a copy)
+    weights: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def frozen(self) -> bool:
@@ -84,7 +87,7 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
         raise SavedModelError(
             f"SavedModel {path!r} has no MetaGraph with tags {list(tags)}; it has {available}")
     try:
-        loaded = loading.load(path, tags, sm, debug_info)
+        loaded = loading.load(path, tags, sm, debug_info, signature_key)
     except Exception as exc:
         raise SavedModelError(f"SavedModel {path!r} could not be loaded: {exc}") from exc
     sigs = dict(getattr(loaded, "signatures", {}) or {})
@@ -96,26 +99,26 @@ def load_signature(saved_model_dir: str, tags: Sequence[str], signature_key: str
 
 def _frozen_graph_def(func, root: Any = None
                       ) -> tuple[graph_pb2.GraphDef, list[tf.Tensor], list[tf.Tensor],
-                                 dict[str, Any]]:
+                                 dict[str, Any], dict[str, np.ndarray]]:
     """Variables -> constants without rebuilding a ConcreteFunction (that costs seconds).
 
     Uses convert_to_constants' internals, pinned to the TF versions we test;
     falls back to the public API if they change. Also returns the captured
-    resources that are not variables (resource Placeholder name -> resource).
+    resources that are not variables (resource Placeholder name -> resource), and
+    the large Consts' values as read-only views of their variables.
     """
     n_user = len(func.inputs) - len(func.captured_inputs)
     try:
         from tensorflow.python.framework import convert_to_constants as c2c
 
-        data = c2c._FunctionConverterDataInEager(  # noqa: SLF001
-            func=func, lower_control_flow=False, aggressive_inlining=False)
-        graph_def, converted = c2c._replace_variables_by_constants(  # noqa: SLF001
-            converter_data=data)
+        data = varconsts.converter_data(c2c, func)
+        graph_def, converted, weights = varconsts.replace_variables(c2c, data)
     except (ImportError, AttributeError, TypeError):
         frozen = convert_variables_to_constants_v2(func)
-        return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs), {}
+        return (frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs), {},
+                {})
     resources = _unfreezable_captures(func, set(converted), root)
-    return graph_def, list(func.inputs[:n_user]), list(func.outputs), resources
+    return graph_def, list(func.inputs[:n_user]), list(func.outputs), resources, weights
 
 
 def _unfreezable_captures(func, converted: set[int], root: Any) -> dict[str, Any]:
@@ -153,11 +156,12 @@ def freeze_function(func, signature_key: str, freeze: bool = True,
     ``root`` is the object the function was loaded with: the resources it
     captures are looked up there (so that a converted model can save them).
     """
-    graph_def, in_tensors, out_tensors, resources = _frozen_graph_def(func, root)
+    graph_def, in_tensors, out_tensors, resources, weights = _frozen_graph_def(func, root)
     variables: dict[str, Any] = {}
     values: dict[str, np.ndarray] = {}
     if not freeze:
         graph_def, variables, values = _unfrozen_graph_def(func, graph_def)
+        weights = {}
     variables.update(resources)
     in_specs = func.structured_input_signature[1]
     in_names = sorted(in_specs) if in_specs else [
@@ -178,10 +182,12 @@ def freeze_function(func, signature_key: str, freeze: bool = True,
     pruned = prune_dead_nodes(_drop_controls_on(functions.drop_colocation(optimized),
                                                 set(variables)), keep)
     live = {n.name for n in pruned.node}
+    consts = {n.name for n in pruned.node if n.op == "Const"}
     return FrozenModel(pruned, inputs, outputs, signature_key,
                        {k: v for k, v in variables.items() if k in live},
                        {k: v for k, v in values.items() if k in live},
-                       _table_ranges(pruned, {k: v for k, v in resources.items() if k in live}))
+                       _table_ranges(pruned, {k: v for k, v in resources.items() if k in live}),
+                       {k: v for k, v in weights.items() if k in consts})
 
 
 _STATIC_TABLES = ("StaticHashTable", "_RestoredStaticHashTable")
@@ -252,7 +258,8 @@ def _unfrozen_graph_def(func, frozen: graph_pb2.GraphDef
 
 
 def prune_dead_nodes(graph_def: graph_pb2.GraphDef, keep: set[str]) -> graph_pb2.GraphDef:
-    """Drop nodes that nothing in ``keep`` depends on (Grappler can leave rewritten ones)."""
+    """Drop nodes that nothing in ``keep`` depends on (Grappler can leave rewritten ones),
+    in place (a new graph would copy every weight)."""
     nodes = {n.name: n for n in graph_def.node}
     live: set[str] = set()
     stack = [n for n in keep if n in nodes]
@@ -267,11 +274,10 @@ def prune_dead_nodes(graph_def: graph_pb2.GraphDef, keep: set[str]) -> graph_pb2
                 stack.append(src)
     if len(live) == len(nodes):
         return graph_def
-    out = graph_pb2.GraphDef()
-    out.versions.CopyFrom(graph_def.versions)
-    out.library.CopyFrom(graph_def.library)
-    out.node.extend(n for n in graph_def.node if n.name in live)
-    return out
+    for k in reversed(range(len(graph_def.node))):
+        if graph_def.node[k].name not in live:
+            del graph_def.node[k]
+    return graph_def
 
 
 def _tensor(name: str, t: tf.Tensor) -> SignatureTensor:
@@ -310,9 +316,10 @@ def optimize(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
         return run_grappler(graph_def, fetches, aggressive_inlining=aggressive_inlining)
     graph_def = standins.fold_constant_closure(
         graph_def, large, lambda sub, fetch: run_grappler(sub, fetch, ("constfold",)))
-    small, consts = standins.stand_in(graph_def)
-    optimized = standins.restore(
-        run_grappler(small, fetches, aggressive_inlining=aggressive_inlining), consts)
+    small, consts = standins.stand_in(graph_def, exact_shapes=False)
+    optimized = standins.put_back(
+        graph_def, run_grappler(small, fetches, aggressive_inlining=aggressive_inlining),
+        consts)
     # Grappler keeps Placeholders that nothing reads: drop those that stood in
     return prune_dead_nodes(optimized, {f.split(":")[0] for f in fetches})
 

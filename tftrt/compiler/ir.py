@@ -2,7 +2,9 @@
 
 Nodes are keyed by TF node name and carry:
   ``op``, ``node_def`` (the NodeDef with its inputs cleared: attrs, device,
-  debug info stay exact), ``index`` (position in the GraphDef),
+  debug info stay exact; a large Const without inputs keeps the imported GraphDef's
+  own NodeDef, so that its weight is not copied: passes replace a ``node_def``
+  rather than edit one in place), ``index`` (position in the GraphDef),
   ``output_dtypes`` / ``output_shapes`` (inferred by TensorFlow), and, for
   variable reads of an unfrozen graph, ``variable_value`` (the value read at
   conversion time, which makes the node constant-like).
@@ -14,7 +16,7 @@ Graph attributes: ``versions`` and ``library`` (serialized protos).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import networkx as nx
 import numpy as np
@@ -30,11 +32,15 @@ IR = nx.MultiDiGraph
 
 
 def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True,
-                   variable_values: Mapping[str, np.ndarray] | None = None) -> IR:
+                   variable_values: Mapping[str, np.ndarray] | None = None,
+                   const_values: Mapping[str, np.ndarray] | None = None) -> IR:
     """Import a GraphDef into the IR, with TensorFlow's inferred dtypes and shapes.
 
     ``variable_values`` maps variable nodes (resource Placeholders, VarHandleOp,
     VariableV2) to their values; the nodes reading them get ``variable_value``.
+    ``const_values`` maps Consts to their values as arrays already at hand (the
+    variables a graph was frozen from): ``attrs`` gives those instead of decoding
+    a copy from the NodeDef.
     """
     g = nx.MultiDiGraph()
     g.graph["versions"] = (graph_def.versions.SerializeToString()
@@ -44,9 +50,12 @@ def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True,
     for idx, nd in enumerate(graph_def.node):
         if nd.name in g:
             raise ValueError(f"GraphDef has two nodes named {nd.name!r}")
-        stripped = node_def_pb2.NodeDef()
-        stripped.CopyFrom(nd)
-        del stripped.input[:]
+        if not nd.input and standins.is_large(nd):
+            stripped = nd  # a weight: shared with graph_def, not copied
+        else:
+            stripped = node_def_pb2.NodeDef()
+            stripped.CopyFrom(nd)
+            del stripped.input[:]
         g.add_node(nd.name, op=nd.op, node_def=stripped, index=idx,
                    output_dtypes=[], output_shapes=[])
     for nd in graph_def.node:
@@ -56,11 +65,36 @@ def from_graph_def(graph_def: graph_pb2.GraphDef, infer_shapes: bool = True,
                 raise ValueError(f"node {nd.name!r} reads {ref!r}, which is not in the graph")
             g.add_edge(src, nd.name, src_slot=slot, dst_slot=-1 if control else pos,
                        control=control, pos=pos, ref=ref)
+    if const_values:
+        _seed_values(g, const_values)
     if variable_values:
         annotate_variable_reads(g, variable_values)
     if infer_shapes:
         annotate_shapes(g, graph_def)
     return g
+
+
+def _seed_values(g: IR, values: Mapping[str, np.ndarray]) -> None:
+    """``attrs``' cache of each Const in ``values`` (of its dtype and shape), holding the
+    array given as its value."""
+    for name, value in values.items():
+        d = g.nodes[name] if name in g else None
+        if d is None or d["op"] != "Const":
+            continue
+        nd = d["node_def"]
+        tensor = nd.attr["value"].tensor
+        if (tf.as_dtype(tensor.dtype).as_numpy_dtype != value.dtype.type
+                or tuple(x.size for x in tensor.tensor_shape.dim) != value.shape):
+            continue
+        decoded = decode_attrs({k: v for k, v in nd.attr.items() if k != "value"})
+        decoded["value"] = value if not value.flags.writeable else _read_only(value)
+        d["_attrs"] = (nd, decoded)
+
+
+def _read_only(value: np.ndarray) -> np.ndarray:
+    view = value.view()
+    view.flags.writeable = False
+    return view
 
 
 READ_OPS = frozenset({"ReadVariableOp", "Identity"})
@@ -187,10 +221,12 @@ def attrs(g: IR, name: str) -> dict:
     return {k: list(v) if isinstance(v, list) else v for k, v in cached[1].items()}
 
 
-def forget_decoded(g: IR) -> None:
-    """Drop the attrs ``attrs`` decoded (after code that may edit NodeDefs in place)."""
-    for _, d in g.nodes(data=True):
-        d.pop("_attrs", None)
+def forget_decoded(g: IR, nodes: Iterable[str] | None = None) -> None:
+    """Drop the attrs ``attrs`` decoded (after code that may edit NodeDefs in place, or
+    when the decoded weights are no longer needed), of ``nodes`` or of every node."""
+    for name in g.nodes if nodes is None else nodes:
+        if name in g:
+            g.nodes[name].pop("_attrs", None)
 
 
 def to_graph_def(g: IR) -> graph_pb2.GraphDef:

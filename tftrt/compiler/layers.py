@@ -39,6 +39,11 @@ def portable_only(precision_mode: str = "FP32") -> bool:
     return precision_mode == "INT8" or env.get(ENV_PORTABLE)
 
 
+def has_layers(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` has ``tftrt`` layer nodes (that ``resolve`` keeps or decomposes)."""
+    return any(n.domain == DOMAIN for n in model.graph.node)
+
+
 def resolve(model: onnx.ModelProto, registry: Registry, backend: str | None,
             precision_mode: str = "FP32") -> onnx.ModelProto:
     """``model`` with each ``tftrt`` node kept if ``backend`` lowers it, else decomposed.
@@ -47,7 +52,7 @@ def resolve(model: onnx.ModelProto, registry: Registry, backend: str | None,
     LoweringError for a ``tftrt`` op no plugin layer provides, or a failing
     decomposition.
     """
-    if not any(n.domain == DOMAIN for n in model.graph.node):
+    if not has_layers(model):
         return model
     portable = backend is None or portable_only(precision_mode)
     ctx = LoweringContext(opset=_default_opset(model))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,6 +31,9 @@ class LoweredSegment:
     model: onnx.ModelProto
     inputs: tuple[TensorSpec, ...]  # engine input k <- TF tensor inputs[k].ref
     outputs: tuple[TensorSpec, ...]  # TF tensor outputs[k].ref <- engine output k
+    # initializers ``model`` does not hold (``detach_bytes``): name -> (TensorProto
+    # without data, buffer); ``onnxbytes.serialize``/``attach`` put them in
+    weights: Mapping[str, tuple[onnx.TensorProto, Any]] = field(default_factory=dict)
 
 
 def node_info(g: IR, name: str, dynamic_shape: bool = False) -> NodeInfo:
@@ -104,11 +108,14 @@ def plan_segment(g: IR, nodes: Iterable[str]) -> SegmentPlan:
 
 def lower_segment(g: IR, plan: SegmentPlan, registry: Registry, name: str,
                   outputs: Sequence[str] | None = None, dynamic_shape: bool = False,
-                  tensors_out: dict[str, str] | None = None) -> LoweredSegment:
+                  tensors_out: dict[str, str] | None = None,
+                  detach_bytes: int | None = None) -> LoweredSegment:
     """Lower a planned segment into one ONNX model named ``name``.
 
     ``outputs`` defaults to every tensor that leaves the segment; ``tensors_out``, if
-    given, receives each lowered TF tensor's ONNX name.
+    given, receives each lowered TF tensor's ONNX name. Weights of ``detach_bytes`` or
+    more (if given) stay out of the model, in ``weights``: each is copied once, into
+    the model's bytes, instead of into the model and twice more serializing it.
     """
     outs = list(plan.outputs if outputs is None else outputs)
     in_specs = [tensor_spec(g, r) for r in plan.inputs]
@@ -119,16 +126,22 @@ def lower_segment(g: IR, plan: SegmentPlan, registry: Registry, name: str,
                                 "output; engines hold complex numbers as pairs of floats")
     infos = [node_info(g, n, dynamic_shape)
              for n in irmod.topological_order(g.subgraph(plan.nodes))]
-    model = lower_nodes(infos, in_specs, out_specs, registry, name, tensors_out)
-    return LoweredSegment(model, tuple(in_specs), tuple(out_specs))
+    weights: dict[str, tuple[onnx.TensorProto, Any]] = {}
+    model = lower_nodes(infos, in_specs, out_specs, registry, name, tensors_out,
+                        detach_bytes, weights)
+    return LoweredSegment(model, tuple(in_specs), tuple(out_specs), weights)
 
 
 def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
                 outputs: Sequence[TensorSpec], registry: Registry, name: str,
-                tensors_out: dict[str, str] | None = None) -> onnx.ModelProto:
+                tensors_out: dict[str, str] | None = None, detach_bytes: int | None = None,
+                detached: dict[str, tuple[onnx.TensorProto, Any]] | None = None
+                ) -> onnx.ModelProto:
     """Run the converters of ``infos`` (in topological order) and build the ONNX model;
-    ``tensors_out``, if given, receives each TF tensor's ONNX name (in any layout)."""
-    ctx = LoweringContext(opset=OPSET, keep_layout=not env.get("TF_TRT_ENABLE_LAYOUT_OPTIMIZER"))
+    ``tensors_out``, if given, receives each TF tensor's ONNX name (in any layout).
+    Weights of ``detach_bytes`` or more go to ``detached``, not into the model."""
+    ctx = LoweringContext(opset=OPSET, keep_layout=not env.get("TF_TRT_ENABLE_LAYOUT_OPTIMIZER"),
+                          detach_bytes=detach_bytes if detached is not None else None)
     for k, spec in enumerate(inputs):
         ctx.bind(spec.ref, input_name(k))
         ctx.shapes[spec.ref] = spec.shape
@@ -143,6 +156,8 @@ def lower_nodes(infos: Sequence[NodeInfo], inputs: Sequence[TensorSpec],
         out_vi.append((out, spec.dtype, spec.shape))
     in_vi = [(input_name(k), s.dtype, s.shape) for k, s in enumerate(inputs)]
     model = ctx.make_model(in_vi, out_vi, name)
+    if detached is not None:
+        detached.update(ctx.detached)
     if onnxfold.fold_pads(model) and tensors_out is not None:
         live = {o for n in model.graph.node for o in n.output} | {i.name for i in
                                                                    model.graph.input}

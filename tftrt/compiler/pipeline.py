@@ -6,6 +6,7 @@ its engine on ``build()`` or first use, as TF-TRT does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,17 @@ from typing import Any
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.compiler import capability, codegen, ir, layers, partition, precision, prepare, segment
+from tftrt.compiler import (
+    capability,
+    codegen,
+    ir,
+    layers,
+    onnxbytes,
+    partition,
+    precision,
+    prepare,
+    segment,
+)
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
 from tftrt.compiler.passes import run_passes
@@ -33,6 +44,10 @@ from tftrt.runtime.engine_op import EngineOp
 from tftrt.runtime.tfgraph import lazy_function_callable
 
 log = logging.getLogger("tftrt.lowering")
+
+# weights this large go into an engine's ONNX bytes straight from the TF graph's
+# (``onnxbytes``), not through a ModelProto
+DETACH_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -97,10 +112,13 @@ def compile_model(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
     idle = frozenset(n for n in lowered if not any(
         _inside(node, n) for e in conversion.engines.values() for node in _segment_nodes(
             conversion.graph_def, e.name)))
-    if not idle:
-        return conversion
-    log.info("%s kept functional: no engine inside once lowered", ", ".join(sorted(idle)))
-    return _compile(frozen, opts, registry, backend, sample_inputs, idle)
+    if idle:
+        log.info("%s kept functional: no engine inside once lowered", ", ".join(sorted(idle)))
+        conversion = _compile(frozen, opts, registry, backend, sample_inputs, idle)
+    # the variables' views have done their job (the IR's values): the conversion does not
+    # keep the variables alive
+    conversion.frozen = dataclasses.replace(frozen, weights={})
+    return conversion
 
 
 def _inside(node: str, control_flow: str) -> bool:
@@ -121,7 +139,8 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
              backend: EngineBackend, sample_inputs: Sequence[Mapping[str, np.ndarray]],
              keep_functional: frozenset[str]) -> Conversion:
     g = prepare.prepare(ir.from_graph_def(frozen.graph_def,
-                                          variable_values=frozen.variable_values),
+                                          variable_values=frozen.variable_values,
+                                          const_values=frozen.weights),
                         frozen, registry, backend, opts.use_dynamic_shape, keep_functional)
     sig_in = tuple(t.ref for t in frozen.inputs)
     sig_out = tuple(t.ref for t in frozen.outputs)
@@ -162,15 +181,25 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
         plan = plan_segment(marked, seg.nodes)
         try:
             lowered = lower_segment(marked, plan, registry, name,
-                                    dynamic_shape=opts.use_dynamic_shape)
-            model = layers.resolve(lowered.model, registry, backend.name, opts.precision_mode)
+                                    dynamic_shape=opts.use_dynamic_shape,
+                                    detach_bytes=DETACH_BYTES)
+            weights = lowered.weights
+            model = lowered.model
+            if layers.has_layers(model):  # decompositions may read any weight
+                model, weights = onnxbytes.attach(model, weights), {}
+            model = layers.resolve(model, registry, backend.name, opts.precision_mode)
         except LoweringError as exc:
             log.warning("segment %s stays native: %s", name, exc)
             _count(counts, marked, seg.nodes, f"Its segment could not be lowered: {exc}")
             continue
-        onnx_models[name] = model.SerializeToString()
+        # the weights the converters decoded are in the ONNX model now: held with the IR
+        # they would be one more copy of every weight (they decode again if asked for)
+        ir.forget_decoded(marked, plan.nodes)
+        onnx_models[name] = onnxbytes.serialize(model, weights)
         nodes.append(codegen.EngineNode(name, plan, lowered.inputs, lowered.outputs,
                                         engine_attrs(opts)))
+        del lowered, model, weights  # each weight is held by the model's bytes from here on
+    ir.forget_decoded(marked)
     graph_def = codegen.splice(marked, nodes)
     engines = make_engine_ops(graph_def, onnx_models, nodes, opts, backend)
     return Conversion(frozen, graph_def, engines, onnx_models, counts, marked,

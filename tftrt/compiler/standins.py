@@ -41,10 +41,16 @@ def is_large(node: node_def_pb2.NodeDef, min_bytes: int = MIN_BYTES) -> bool:
     return node.op == "Const" and const_bytes(node) >= min_bytes
 
 
-def stand_in(graph_def: graph_pb2.GraphDef, min_bytes: int = MIN_BYTES
+def stand_in(graph_def: graph_pb2.GraphDef, min_bytes: int = MIN_BYTES,
+             exact_shapes: bool = True
              ) -> tuple[graph_pb2.GraphDef, dict[str, node_def_pb2.NodeDef]]:
     """A copy of ``graph_def`` whose Consts of ``min_bytes`` or more are Placeholders of
-    their dtype and shape, and those Consts by name (not copied)."""
+    their dtype and shape, and those Consts by name (not copied).
+
+    With ``exact_shapes`` False the Placeholders keep only their rank: Grappler feeds
+    every Placeholder a tensor of its shape, its unknown dimensions taken as 1, so a
+    stand-in of exact shape costs as much memory as the weight it stands in for.
+    """
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(graph_def.versions)
     out.library.CopyFrom(graph_def.library)
@@ -54,7 +60,11 @@ def stand_in(graph_def: graph_pb2.GraphDef, min_bytes: int = MIN_BYTES
             consts[node.name] = node
             ph = out.node.add(name=node.name, op="Placeholder", input=list(node.input))
             ph.attr["dtype"].CopyFrom(node.attr["dtype"])
-            ph.attr["shape"].shape.CopyFrom(node.attr["value"].tensor.tensor_shape)
+            shape = ph.attr["shape"].shape
+            shape.CopyFrom(node.attr["value"].tensor.tensor_shape)
+            if not exact_shapes:
+                for dim in shape.dim:
+                    dim.size = -1
         else:
             out.node.add().CopyFrom(node)
     return out, consts
@@ -72,6 +82,30 @@ def restore(graph_def: graph_pb2.GraphDef, consts: Mapping[str, node_def_pb2.Nod
             del node.input[:]
             node.input.extend(inputs)
     return graph_def
+
+
+def put_back(original: graph_pb2.GraphDef, optimized: graph_pb2.GraphDef,
+             consts: Mapping[str, node_def_pb2.NodeDef]) -> graph_pb2.GraphDef:
+    """``restore(optimized, consts)`` built in ``original``, which holds ``consts`` (edited
+    in place): its stood-in Consts stay where they are, not copied, and every other node
+    is replaced by ``optimized``'s. The stood-in Consts come first, in their order, then
+    ``optimized``'s other nodes in theirs."""
+    kept = {n.name: n for n in optimized.node
+            if n.op == "Placeholder" and n.name in consts}
+    nodes = original.node
+    for k in reversed(range(len(nodes))):
+        if nodes[k].name not in kept:
+            del nodes[k]
+    for node in nodes:  # each keeps the inputs its Placeholder has now
+        inputs = list(kept[node.name].input)
+        del node.input[:]
+        node.input.extend(inputs)
+    for node in optimized.node:
+        if node.name not in kept:
+            nodes.add().CopyFrom(node)
+    original.versions.CopyFrom(optimized.versions)
+    original.library.CopyFrom(optimized.library)
+    return original
 
 
 # Ops that forward their input: Grappler removes them rather than folding them.

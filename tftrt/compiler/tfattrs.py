@@ -26,9 +26,10 @@ def tensor_value(proto: Any) -> np.ndarray:
     """A TensorProto's value, read-only. Packed contents are read straight from the
     proto's bytes (``tf.make_ndarray`` copies them once more)."""
     dtype = tf_dtype_to_np(proto.dtype)
-    if dtype is not None and dtype.kind in "biufc" and proto.tensor_content:
+    # read once: each read of a bytes field copies it
+    content = proto.tensor_content if dtype is not None and dtype.kind in "biufc" else b""
+    if content:
         shape = tuple(d.size for d in proto.tensor_shape.dim)
-        content = proto.tensor_content
         if len(content) == int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
             return np.frombuffer(content, dtype=dtype).reshape(shape)
     value = tf.make_ndarray(proto)

@@ -131,6 +131,13 @@ class LoweringContext:
     _transposed: dict[tuple[str, Perm], str] = field(default_factory=dict)
     _const_cache: dict[tuple, str] = field(default_factory=dict)
     _held: list[np.ndarray] = field(default_factory=list)
+    # the model ``make_model`` returns; ``const`` writes initializers straight into its
+    # graph (copying each weight into a model afterwards would copy it once more)
+    _model: onnx.ModelProto = field(default_factory=onnx.ModelProto)
+    # weights of at least this many bytes stay out of the model: ``detached`` holds them
+    # (name -> (TensorProto without data, buffer)), for ``onnxbytes.serialize``
+    detach_bytes: int | None = None
+    detached: dict[str, tuple[onnx.TensorProto, Any]] = field(default_factory=dict)
 
     # -- naming -------------------------------------------------------------
     def unique(self, hint: str) -> str:
@@ -229,11 +236,22 @@ class LoweringContext:
         if key in self._const_cache:
             return self._const_cache[key]
         name = self.unique(hint)
-        self.initializers.append(numpy_helper.from_array(arr, name))
+        if self._detachable(arr):
+            header = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(arr.dtype),
+                                 dims=arr.shape)
+            raw = _whole_bytes(arr)
+            self.detached[name] = (header, np.ascontiguousarray(arr) if raw is None else raw)
+        else:
+            self.initializers.append(_fill_tensor(self._model.graph.initializer.add(), arr,
+                                                  name))
         self._const_cache[key] = name
         if arr.nbytes > 1024:
             self._held.append(arr)  # its id stays its own while the key is held
         return name
+
+    def _detachable(self, arr: np.ndarray) -> bool:
+        return (self.detach_bytes is not None and arr.nbytes >= self.detach_bytes
+                and arr.dtype.kind in "iuf" and arr.dtype.byteorder != ">")
 
     def int64s(self, values: Sequence[int], hint: str = "ints") -> str:
         return self.const(np.asarray(list(values), dtype=np.int64), hint)
@@ -245,6 +263,8 @@ class LoweringContext:
         child = LoweringContext(opset=self.opset, initializers=self.initializers)
         child._names = self._names
         child._const_cache = self._const_cache
+        child._model = self._model
+        child.detach_bytes, child.detached = self.detach_bytes, self.detached
         return child
 
     def make_graph(self, inputs: Sequence[tuple[str, np.dtype, Shape]],
@@ -260,20 +280,60 @@ class LoweringContext:
     def make_model(self, inputs: Sequence[tuple[str, np.dtype, Shape]],
                    outputs: Sequence[tuple[str, np.dtype, Shape]],
                    name: str) -> onnx.ModelProto:
-        """The ONNX model of this segment, with unused nodes and initializers dropped."""
-        nodes, inits = _prune(self.nodes, self.initializers, [o[0] for o in outputs])
+        """The ONNX model of this segment, with unused nodes and initializers dropped
+        (also from ``detached``, whose weights it does not hold)."""
+        headers = [h for h, _ in self.detached.values()]
+        nodes, inits = _prune(self.nodes, self.initializers + headers,
+                              [o[0] for o in outputs])
+        used = {t.name for t in inits}
+        for name in [n for n in self.detached if n not in used]:
+            del self.detached[name]
+        inits = [t for t in inits if t.name not in self.detached]
         # filled in place: make_graph and make_model would each copy every weight
-        model = helper.make_model(onnx.GraphProto(), producer_name="tftrt",
-                                  opset_imports=[helper.make_opsetid("", self.opset)])
+        model, self._model = self._model, onnx.ModelProto()
+        own = model.graph.initializer
+        needed = {t.name for t in inits}
+        for k in reversed(range(len(own))):  # those ``const`` wrote that nothing reads
+            if own[k].name not in needed:
+                del own[k]
+        written = {t.name for t in own}
+        model.ir_version = min(onnx.IR_VERSION, 9)
+        model.producer_name = "tftrt"
+        model.opset_import.add(domain="", version=self.opset)
         graph = model.graph
         graph.name = name
         graph.node.extend(nodes)
         graph.input.extend(_value_info(*i) for i in inputs)
         graph.output.extend(_value_info(*o) for o in outputs)
-        for init in inits:  # add+CopyFrom: upb's extend is several times slower on weights
-            graph.initializer.add().CopyFrom(init)
-        model.ir_version = min(model.ir_version, 9)
+        for init in inits:  # added to the list by hand; add+CopyFrom: upb's extend is slower
+            if init.name not in written:
+                graph.initializer.add().CopyFrom(init)
         return model
+
+
+def _fill_tensor(tensor: onnx.TensorProto, arr: np.ndarray, name: str) -> onnx.TensorProto:
+    """``tensor`` (empty) made ``numpy_helper.from_array(arr, name)``; a weight read
+    straight from a proto's bytes is written from those bytes (one copy, not two)."""
+    raw = _whole_bytes(arr)
+    if raw is None or arr.dtype.kind not in "iuf" or arr.dtype.byteorder == ">":
+        tensor.CopyFrom(numpy_helper.from_array(arr, name))
+        return tensor
+    tensor.name = name
+    tensor.data_type = helper.np_dtype_to_tensor_dtype(arr.dtype)
+    tensor.dims.extend(arr.shape)
+    tensor.raw_data = raw
+    return tensor
+
+
+def _whole_bytes(arr: np.ndarray) -> bytes | None:
+    """The ``bytes`` object ``arr`` is a C-ordered view of, all of it; else None."""
+    root = arr
+    while isinstance(root, np.ndarray):
+        root = root.base
+    if (isinstance(root, bytes) and arr.flags.c_contiguous and len(root) == arr.nbytes
+            and arr.nbytes > 0):
+        return root
+    return None
 
 
 def _value_info(n: str, dt: np.dtype, shape: Shape) -> onnx.ValueInfoProto:

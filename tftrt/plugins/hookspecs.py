@@ -113,7 +113,9 @@ def tftrt_graph_passes() -> list[GraphPass]:
     - It keeps the signature's tensors (``context.inputs``, ``context.outputs``)
       computable, keeps each node's ``node_def`` consistent with its edges, and
       gives a node it adds the attributes import gives (``op``, ``node_def``,
-      ``index``, ``output_dtypes``, ``output_shapes``).
+      ``index``, ``output_dtypes``, ``output_shapes``). A large Const's
+      ``node_def`` is the frozen graph's own (weights are not copied): a pass
+      changing a Const gives it a new ``node_def`` rather than editing it in place.
     - At ``before_segmentation``, nodes carry ``supported``/``reason``; a node
       added without them is marked by the capability pass after the pass.
     - At ``after_segmentation``, nodes of a segment carry ``segment`` (an int); a
