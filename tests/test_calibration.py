@@ -13,7 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
-from tftrt.compiler.calibration import _lean_calibrators, _malloc_trim, _samples, release_memory
+from tftrt.compiler.calibration import _lean_calibrators, _samples, release_memory
+from tftrt.compiler.collector import _malloc_trim
 
 
 def _model(batch: int | str) -> object:

@@ -18,10 +18,6 @@ The method is ``calibration_method=`` of the converter, else the
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import functools
-import gc
 import logging
 import os
 import tempfile
@@ -37,6 +33,7 @@ import onnx
 import tftrt.env as env
 import tftrt.progress as progress
 from tftrt.compiler import onnxfold
+from tftrt.compiler.collector import release_memory
 from tftrt.errors import CalibrationError
 from tftrt.runtime.engine_op import EngineOp
 
@@ -210,30 +207,6 @@ def _lean_calibrators() -> Iterator[None]:
     finally:
         for cls, name, fn in originals:
             setattr(cls, name, fn)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:
-        return None
-
-
-def release_memory(collect: bool = True) -> None:
-    """Hand the C heap's free pages back to the system (glibc), after collecting garbage
-    unless ``collect`` is false (a full collection costs ~0.3 s with TensorFlow loaded).
-
-    A conversion frees far more than it keeps (the SavedModel's graph, decoded
-    weights, ONNX copies), but glibc keeps freed memory for reuse, so the process
-    stays at its high-water mark; calibration then adds its own peak on top.
-    """
-    if collect:
-        gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def _samples(item: dict[str, np.ndarray], model: onnx.ModelProto | None

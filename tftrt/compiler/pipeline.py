@@ -15,7 +15,18 @@ from typing import Any
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 
-from tftrt.compiler import capability, codegen, ir, layers, partition, precision, prepare, segment
+from tftrt.compiler import (
+    capability,
+    codegen,
+    ir,
+    layers,
+    onnxio,
+    partition,
+    precision,
+    prepare,
+    segment,
+)
+from tftrt.compiler.collector import release_memory
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
 from tftrt.compiler.passes import run_passes
@@ -168,7 +179,10 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
             log.warning("segment %s stays native: %s", name, exc)
             _count(counts, marked, seg.nodes, f"Its segment could not be lowered: {exc}")
             continue
-        onnx_models[name] = model.SerializeToString()
+        # the lowering's garbage goes back first: the bytes are new memory, not its
+        # freed heap (ResNet50: 280 MB resident otherwise)
+        release_memory(collect=False)
+        onnx_models[name] = onnxio.serialize(model)
         nodes.append(codegen.EngineNode(name, plan, lowered.inputs, lowered.outputs,
                                         engine_attrs(opts)))
     graph_def = codegen.splice(marked, nodes)
