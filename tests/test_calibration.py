@@ -189,6 +189,20 @@ def test_quantize_makes_the_model_onnx_runtimes_quantizer_makes(tmp_path, method
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load_from_string(ours).graph.node) >= 2
 
 
+def test_without_a_calibration_cache_quantize_static_calibrates_itself(tmp_path,
+                                                                       monkeypatch) -> None:
+    """ONNX Runtime before calibration caches: quantize_static calibrates, same model."""
+    from tftrt.compiler import calibration
+
+    rng = np.random.default_rng(4)
+    batches = [[rng.standard_normal((2, 3, 8, 8)).astype(np.float32)]]
+    model = _scaled_conv_model()
+    split = quantize(model, batches, "entropy")
+    monkeypatch.setattr(calibration, "_ranges_cache_supported", lambda: False)
+    monkeypatch.setattr(calibration, "_calibrate_ranges", None)  # not called
+    assert quantize(model, batches, "entropy") == split
+
+
 def test_the_lean_calibrators_keep_the_model_without_its_weights(tmp_path) -> None:
     """The calibrator's session has the weights (from a side file); its model does not."""
     path = str(tmp_path / "m.onnx")

@@ -18,6 +18,7 @@ The method is ``calibration_method=`` of the converter, else the
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -275,7 +276,7 @@ def quantize(model_bytes: bytes, batches: list[list[np.ndarray]], method: str,
         reader: _Reader | None = _Reader(names, batches)
         cache = None
         with _QUANTIZE_LOCK, _lean_calibrators():
-            if not upgraded:
+            if not upgraded and _ranges_cache_supported():
                 cache = os.path.join(tmp, "ranges.json")
                 _calibrate_ranges(pre, reader, methods[method], cache)
                 reader = None
@@ -294,6 +295,18 @@ def quantize(model_bytes: bytes, batches: list[list[np.ndarray]], method: str,
 
 # quant_pre_process converts models of this opset or older to opset 11 first
 _OPSET_UPGRADED_BY_PRE_PROCESS = 10
+
+
+@functools.cache
+def _ranges_cache_supported() -> bool:
+    """Whether this ONNX Runtime's quantize_static takes ranges from a calibration cache
+    (newer than our oldest supported version)."""
+    import inspect
+
+    from onnxruntime.quantization import calibrate, quantize_static
+
+    return (hasattr(calibrate, "save_tensors_data")
+            and "calibration_cache_path" in inspect.signature(quantize_static).parameters)
 
 
 def _calibrate_ranges(model: str, reader: _Reader, method: Any, cache: str) -> None:
