@@ -58,3 +58,15 @@ def test_a_model_with_fields_onnx_does_not_know_keeps_them() -> None:
     model = onnx.ModelProto.FromString(_model([8]).SerializeToString() + unknown)
     assert onnxio.serialize(model) == model.SerializeToString()
     assert onnxio.serialize(model).endswith(unknown)
+
+
+def test_without_protobufs_unknown_field_set_the_library_serializes(monkeypatch) -> None:
+    import sys
+
+    import google.protobuf
+
+    monkeypatch.setitem(sys.modules, "google.protobuf.unknown_fields", None)  # protobuf < 4.24
+    monkeypatch.delattr(google.protobuf, "unknown_fields", raising=False)
+    model = _model([64])
+    assert onnxio._has_unknown_fields(model)  # noqa: SLF001
+    assert onnxio.serialize(model) == model.SerializeToString()

@@ -76,8 +76,12 @@ def _split(message, number: int) -> tuple[bytes, bytes]:
 
 
 def _has_unknown_fields(message) -> bool:
-    from google.protobuf import unknown_fields
-
+    """Whether ``message`` holds fields its schema does not name (unknown without
+    protobuf's UnknownFieldSet, before protobuf 4.24: then assumed so)."""
+    try:
+        from google.protobuf import unknown_fields
+    except ImportError:
+        return True
     return len(unknown_fields.UnknownFieldSet(message)) > 0
 
 
