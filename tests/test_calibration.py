@@ -13,7 +13,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
-from tftrt.compiler.calibration import _lean_calibrators, _malloc_trim, _samples, release_memory
+from tftrt.compiler.calibration import (
+    _lean_calibrators,
+    _Reader,
+    _samples,
+    quantize,
+    release_memory,
+)
+from tftrt.compiler.collector import _malloc_trim
 
 
 def _model(batch: int | str) -> object:
@@ -92,12 +99,15 @@ def test_lean_calibrators_give_the_ranges_of_one_sample_at_a_time(tmp_path, meth
 def test_the_calibrators_are_restored_afterwards() -> None:
     from onnxruntime.quantization import calibrate
 
-    before = (calibrate.HistogramCalibrater.collect_data, calibrate.MinMaxCalibrater.collect_data,
-              calibrate.CalibraterBase.create_inference_session)
+    def state() -> tuple:
+        return tuple(getattr(cls, name) for cls in (calibrate.HistogramCalibrater,
+                                                    calibrate.MinMaxCalibrater)
+                     for name in ("collect_data", "augment_graph", "create_inference_session"))
+
+    before = state()
     with pytest.raises(RuntimeError), _lean_calibrators():
         raise RuntimeError("boom")
-    assert (calibrate.HistogramCalibrater.collect_data, calibrate.MinMaxCalibrater.collect_data,
-            calibrate.CalibraterBase.create_inference_session) == before
+    assert state() == before
 
 
 def test_release_memory_collects_cycles_and_trims_the_c_heap_on_glibc() -> None:
@@ -112,3 +122,96 @@ def test_release_memory_collects_cycles_and_trims_the_c_heap_on_glibc() -> None:
     assert ref() is None
     if platform.libc_ver()[0] == "glibc":
         assert _malloc_trim() is not None
+
+
+def _scaled_conv_model(c: int = 4) -> bytes:
+    """Conv (``c`` channels) -> Mul -> Add -> Relu -> Conv: pre-processing folds the scale
+    and shift."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w", (c, 3, 3, 3)), ("scale", (1, c, 1, 1)), ("shift", (1, c, 1, 1)),
+                          ("w2", (2, c, 1, 1)))]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 6, 6])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("Mul", ["c", "scale"], ["m"]),
+             helper.make_node("Add", ["m", "shift"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]
+                             ).SerializeToString()
+
+
+def _plain_quantize(model: bytes, batches: list[list[np.ndarray]], method: str, tmp) -> bytes:
+    """What ONNX Runtime's own quant_pre_process and quantize_static make of the model
+    (under the lean calibrators, as before)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    from tftrt.compiler.calibration import _fold_and_save
+
+    src, pre, out = (str(tmp / f) for f in ("in.onnx", "pre.onnx", "q.onnx"))
+    _fold_and_save(model, src)
+    quant_pre_process(src, pre, skip_symbolic_shape=True, skip_onnx_shape=True)
+    methods = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+               "percentile": CalibrationMethod.Percentile}
+    with _lean_calibrators():
+        quantize_static(pre, out, _Reader(["x"], batches), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=methods[method],
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    return (tmp / "q.onnx").read_bytes()
+
+
+def test_pre_processing_writes_the_file_quant_pre_process_writes(tmp_path) -> None:
+    from onnxruntime.quantization import quant_pre_process
+
+    from tftrt.compiler.calibration import _fold_and_save, _pre_process
+
+    src = str(tmp_path / "in.onnx")
+    _fold_and_save(_scaled_conv_model(), src)
+    quant_pre_process(src, str(tmp_path / "ort.onnx"), skip_symbolic_shape=True,
+                      skip_onnx_shape=True)
+    _pre_process(src, str(tmp_path / "ours.onnx"))
+    ours = (tmp_path / "ours.onnx").read_bytes()
+    assert ours == (tmp_path / "ort.onnx").read_bytes()
+    assert [n.op_type for n in onnx.load_from_string(ours).graph.node] == ["Conv", "Relu", "Conv"]
+
+
+@pytest.mark.parametrize("method", ["entropy", "minmax", "percentile"])
+def test_quantize_makes_the_model_onnx_runtimes_quantizer_makes(tmp_path, method) -> None:
+    """Pre-processing, calibration and quantization in less memory: the same bytes."""
+    rng = np.random.default_rng(3)
+    batches = [[rng.standard_normal((3, 3, 8, 8)).astype(np.float32) * (k + 1)] for k in range(2)]
+    model = _scaled_conv_model()
+    ours = quantize(model, batches, method)
+    assert ours == _plain_quantize(model, batches, method, tmp_path)
+    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load_from_string(ours).graph.node) >= 2
+
+
+def test_without_a_calibration_cache_quantize_static_calibrates_itself(tmp_path,
+                                                                       monkeypatch) -> None:
+    """ONNX Runtime before calibration caches: quantize_static calibrates, same model."""
+    from tftrt.compiler import calibration
+
+    rng = np.random.default_rng(4)
+    batches = [[rng.standard_normal((2, 3, 8, 8)).astype(np.float32)]]
+    model = _scaled_conv_model()
+    split = quantize(model, batches, "entropy")
+    monkeypatch.setattr(calibration, "_ranges_cache_supported", lambda: False)
+    monkeypatch.setattr(calibration, "_calibrate_ranges", None)  # not called
+    assert quantize(model, batches, "entropy") == split
+
+
+def test_the_lean_calibrators_keep_the_model_without_its_weights(tmp_path) -> None:
+    """The calibrator's session has the weights (from a side file); its model does not."""
+    path = str(tmp_path / "m.onnx")
+    onnx.save(onnx.load_from_string(_scaled_conv_model(16)), path)  # w: 1.7 kB
+    with _lean_calibrators():
+        calibrator = create_calibrator(path, ["Conv", "Relu"], str(tmp_path / "aug.onnx"))
+        calibrator.collect_data(_Batches([np.ones((2, 3, 8, 8), np.float32)]))
+    (w,) = (t for t in calibrator.model.graph.initializer if t.name == "w")
+    assert not w.raw_data and w.data_location == TensorProto.EXTERNAL
+    (side,) = tmp_path.glob("*.data")
+    assert side.stat().st_size >= 16 * 3 * 3 * 3 * 4
+    assert calibrator.compute_data()["y"].range_value[1] > 0

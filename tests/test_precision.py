@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 
 import numpy as np
 import pytest
@@ -61,6 +62,37 @@ def fp32_accuracy(digits) -> float:
     acc = accuracy(lambda x: serve(tf.constant(x)), x_test, y_test)
     assert acc > 90, "the test CNN did not learn"
     return acc
+
+
+def test_int8_calibration_runs_without_the_conversion_ir(digits, monkeypatch) -> None:
+    """The segmented IR (a copy of the weights) is released before the engines are
+    quantized, the memory peak of an INT8 conversion."""
+    import tftrt.trt_convert as face
+
+    path, x_train, _, _ = digits
+    irs: list[weakref.ref] = []
+    compile_model, quantize = face.compile_model, calibration.quantize
+
+    def compiling(*args, **kwargs):
+        conversion = compile_model(*args, **kwargs)
+        irs.append(weakref.ref(conversion.ir))
+        return conversion
+
+    alive: list[bool] = []
+
+    def quantizing(*args, **kwargs):
+        alive.append(irs[-1]() is not None)
+        return quantize(*args, **kwargs)
+
+    monkeypatch.setattr(face, "compile_model", compiling)
+    monkeypatch.setattr(calibration, "quantize", quantizing)
+    conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, precision_mode="INT8",
+                                   backend="onnxruntime")
+    conv.convert(calibration_input_fn=calibration_fn(x_train, batches=2))
+    assert alive == [False]
+    assert conv._conversion.ir is None  # noqa: SLF001
+    (op,) = conv.engines.values()
+    assert precision.has_qdq(op.onnx_model)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -102,7 +102,8 @@ def op_census(conv: trt.TrtGraphConverterV2) -> tuple[int, int, dict[str, Counte
             continue
         if node.op in TRIVIAL_OPS:
             continue
-        data = conversion.ir.nodes[node.name] if node.name in conversion.ir else {}
+        ir = conversion.ir  # None after INT8 calibration (released)
+        data = ir.nodes[node.name] if ir is not None and node.name in ir else {}
         reason = data.get("reason") or SUPPORTED_LEFT_OUT
         native.setdefault(reason, Counter())[node.op] += 1
     left = sum(sum(c.values()) for c in native.values())

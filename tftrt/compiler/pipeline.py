@@ -27,6 +27,7 @@ from tftrt.compiler import (
     prepare,
     segment,
 )
+from tftrt.compiler.collector import release_memory
 from tftrt.compiler.freeze import FrozenModel
 from tftrt.compiler.lowering import LoweringError, lower_segment, plan_segment
 from tftrt.compiler.passes import run_passes
@@ -195,6 +196,9 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
         # the weights the converters decoded are in the ONNX model now: held with the IR
         # they would be one more copy of every weight (they decode again if asked for)
         ir.forget_decoded(marked, plan.nodes)
+        # the lowering's garbage goes back first: the bytes are new memory, not its
+        # freed heap (ResNet50: 280 MB resident otherwise)
+        release_memory(collect=False)
         onnx_models[name] = onnxbytes.serialize(model, weights)
         nodes.append(codegen.EngineNode(name, plan, lowered.inputs, lowered.outputs,
                                         engine_attrs(opts)))
