@@ -93,8 +93,7 @@ def _tensor(v: Any) -> tf.Tensor:
 
 
 def _array(v: Any) -> np.ndarray:
-    # a view of the tensor's memory (engines only read their inputs); .numpy() copies
-    return np.asarray(v) if isinstance(v, tf.Tensor) else v
+    return v.numpy() if isinstance(v, tf.Tensor) else v
 
 
 def plan(graph_def: graph_pb2.GraphDef, inputs: Sequence[SignatureTensor],
