@@ -182,11 +182,3 @@ def test_stages_leave_graphs_they_cannot_cut_to_the_pyfunc_path() -> None:
     inner.library.function.add().node_def.add(name="e", op=ENGINE_OP)
     assert stages.plan(inner, spec, spec, {"e": object()}) is None  # engine in a function
 
-
-def test_engines_read_stage_outputs_in_place() -> None:
-    from tftrt.runtime import stages
-
-    t = tf.random.normal([4, 8])
-    a = stages._array(t)
-    assert np.shares_memory(a, np.asarray(t))  # a view: .numpy() would have copied
-    np.testing.assert_array_equal(a, t.numpy())
