@@ -13,14 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
-from tftrt.compiler.calibration import (
-    _lean_calibrators,
-    _Reader,
-    _samples,
-    quantize,
-    release_memory,
-)
-from tftrt.compiler.collector import _malloc_trim
+from tftrt.compiler.collector import _malloc_trim, release_memory
+from tftrt.compiler.ort_quantize import _lean_calibrators, _Reader, _samples, quantize
 
 
 def _model(batch: int | str) -> object:
@@ -148,7 +142,7 @@ def _plain_quantize(model: bytes, batches: list[list[np.ndarray]], method: str, 
     (under the lean calibrators, as before)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    from tftrt.compiler.calibration import _fold_and_save
+    from tftrt.compiler.ort_quantize import _fold_and_save
 
     src, pre, out = (str(tmp / f) for f in ("in.onnx", "pre.onnx", "q.onnx"))
     _fold_and_save(model, src)
@@ -166,7 +160,7 @@ def _plain_quantize(model: bytes, batches: list[list[np.ndarray]], method: str, 
 def test_pre_processing_writes_the_file_quant_pre_process_writes(tmp_path) -> None:
     from onnxruntime.quantization import quant_pre_process
 
-    from tftrt.compiler.calibration import _fold_and_save, _pre_process
+    from tftrt.compiler.ort_quantize import _fold_and_save, _pre_process
 
     src = str(tmp_path / "in.onnx")
     _fold_and_save(_scaled_conv_model(), src)
@@ -192,14 +186,14 @@ def test_quantize_makes_the_model_onnx_runtimes_quantizer_makes(tmp_path, method
 def test_without_a_calibration_cache_quantize_static_calibrates_itself(tmp_path,
                                                                        monkeypatch) -> None:
     """ONNX Runtime before calibration caches: quantize_static calibrates, same model."""
-    from tftrt.compiler import calibration
+    from tftrt.compiler import ort_quantize
 
     rng = np.random.default_rng(4)
     batches = [[rng.standard_normal((2, 3, 8, 8)).astype(np.float32)]]
     model = _scaled_conv_model()
     split = quantize(model, batches, "entropy")
-    monkeypatch.setattr(calibration, "_ranges_cache_supported", lambda: False)
-    monkeypatch.setattr(calibration, "_calibrate_ranges", None)  # not called
+    monkeypatch.setattr(ort_quantize, "_ranges_cache_supported", lambda: False)
+    monkeypatch.setattr(ort_quantize, "_calibrate_ranges", None)  # not called
     assert quantize(model, batches, "entropy") == split
 
 

@@ -7,7 +7,7 @@ each TensorRT tensor after the TF node producing it (``node`` for output 0,
 ``node:k`` otherwise), and the engine's inputs and outputs ``TensorRTInputPH_<k>``
 and ``TensorRTOutputPH_<k>``. Scales whose names map onto the segment's lowered
 tensors become the ranges of ONNX Runtime's static quantizer (Q/DQ pairs, the same
-format as ``calibration.quantize``); tensors the table does not name stay in float.
+format as ``ort_quantize.quantize``); tensors the table does not name stay in float.
 """
 
 from __future__ import annotations
