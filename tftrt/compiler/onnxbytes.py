@@ -14,26 +14,11 @@ from typing import Any
 
 import onnx
 
+from tftrt.compiler.onnxio import field_prefix as _field
+
 _GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
 _INITIALIZER = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
 _RAW_DATA = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
-_LENGTH_DELIMITED = 2
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, length: int) -> bytes:
-    """The key and length of a length-delimited field ``number`` of ``length`` bytes."""
-    return _varint(number << 3 | _LENGTH_DELIMITED) + _varint(length)
-
-
 def serialize(model: onnx.ModelProto,
               weights: Mapping[str, tuple[onnx.TensorProto, Any]]) -> bytes:
     """``model``'s bytes with ``weights`` (name -> (TensorProto without data, a buffer of

@@ -47,13 +47,13 @@ def write(model: onnx.ModelProto, f: BinaryIO) -> None:
     graph_head, graph_tail = _split(model.graph, _GRAPH_INITIALIZER)
     sizes = [t.ByteSize() for t in model.graph.initializer]
     graph_size = len(graph_head) + len(graph_tail) + sum(
-        len(_prefix(_GRAPH_INITIALIZER, n)) + n for n in sizes)
+        len(field_prefix(_GRAPH_INITIALIZER, n)) + n for n in sizes)
     f.write(head)
     if model.HasField("graph"):
-        f.write(_prefix(_MODEL_GRAPH, graph_size))
+        f.write(field_prefix(_MODEL_GRAPH, graph_size))
         f.write(graph_head)
         for t, n in zip(model.graph.initializer, sizes, strict=True):
-            f.write(_prefix(_GRAPH_INITIALIZER, n))
+            f.write(field_prefix(_GRAPH_INITIALIZER, n))
             f.write(t.SerializeToString())
         f.write(graph_tail)
     f.write(tail)
@@ -85,7 +85,7 @@ def _has_unknown_fields(message) -> bool:
     return len(unknown_fields.UnknownFieldSet(message)) > 0
 
 
-def _prefix(number: int, size: int) -> bytes:
+def field_prefix(number: int, size: int) -> bytes:
     """A length-delimited field's key and length (protobuf's wire format)."""
     return _varint(number << 3 | _LENGTH_DELIMITED) + _varint(size)
 
@@ -100,4 +100,4 @@ def _varint(n: int) -> bytes:
         out.append(low | 0x80)
 
 
-__all__ = ["save", "serialize", "write"]
+__all__ = ["field_prefix", "save", "serialize", "write"]
