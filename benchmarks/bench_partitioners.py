@@ -1,11 +1,12 @@
 """Cost-aware partitioner vs union-find vs TF native, side by side in one run.
 
-    python benchmarks/bench_partitioners.py [--backend openvino] [--precision FP32]
+    python benchmarks/bench_partitioners.py [--backend openvino] [--precision FP32 FP16]
 
-The models are the harness's ``cut-chain`` and ``mixed-chain``: ops without
-converters every few nodes cut each into 20 candidate segments (see
+The models are the harness's ``cut-chain``, ``mixed-chain`` and ``cut-mobilenet``:
+ops without converters every few nodes cut each into 18-20 candidate segments (see
 tftrt/research/models.py); cut-chain's segments are convolutions and
-elementwise ops, mixed-chain adds MobileNetV2 inverted residuals. The
+elementwise ops at 28x28, mixed-chain adds MobileNetV2 inverted residuals, and
+cut-mobilenet is MobileNetV2 at 224x224 cut after every block. The
 configurations are TF native (the SavedModel's signature), union-find at
 ``minimum_segment_size=3`` (TF-TRT's default), union-find at 1, the
 cost-aware partitioner at 1 with its measured cost model on the build input,
@@ -37,17 +38,19 @@ CONFIGS = ("native", "union-find@1000", "union-find@3", "union-find@1", "cost@1"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="openvino")
-    parser.add_argument("--precision", default="FP32")
+    parser.add_argument("--precision", nargs="+", default=["FP32", "FP16"])
     parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--models", nargs="+", default=["cut-chain", "mixed-chain"])
+    parser.add_argument("--models", nargs="+",
+                        default=["cut-chain", "mixed-chain", "cut-mobilenet"])
     args = parser.parse_args()
     configs = [harness.parse_config(c) for c in CONFIGS]
     with tempfile.TemporaryDirectory(prefix="tftrt-bench-") as workdir:
-        rows = harness.compare(args.models, configs, workdir, backend=args.backend,
-                               precision_mode=args.precision, calls=args.calls)
+        rows = [row for precision in args.precision
+                for row in harness.compare(args.models, configs, workdir, backend=args.backend,
+                                           precision_mode=precision, calls=args.calls)]
         meta = {"backend": args.backend, "precision": args.precision, "calls": args.calls,
                 "command": "python benchmarks/bench_partitioners.py "
-                           f"--backend {args.backend} --precision {args.precision} "
+                           f"--backend {args.backend} --precision {' '.join(args.precision)} "
                            f"--calls {args.calls} --models {' '.join(args.models)}"}
         written = harness.write(rows, workdir, meta)
         text = harness.table(rows)
@@ -66,8 +69,10 @@ def main() -> None:
         "Made by `" + meta["command"] + "` (the research harness, "
         "`tftrt compare-partitioners`). Models: " + ", ".join(f"`{m}`" for m in args.models) +
         " (tftrt/research/models.py), "
-        f"batch 1; backend {args.backend}, {args.precision}; latency is the median of "
-        f"{args.calls} interleaved calls per configuration, in one run.\n\n" + text +
+        f"batch 1; backend {args.backend}, {' and '.join(args.precision)} (TF native is "
+        f"float32 throughout); latency is the median of {args.calls} interleaved calls per "
+        "configuration, the configurations of one model and precision side by side in one "
+        "run.\n\n" + text +
         f"\nMachine: {info['meta']['machine']}\n\n![partitioners](partitioners.png)\n",
         encoding="utf-8")
     print(f"wrote {doc}")

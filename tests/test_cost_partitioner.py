@@ -136,3 +136,61 @@ def test_a_plugin_cost_model_drives_the_partitioner(chain_dir: str) -> None:
     assert len(engines(conv)) == 3
     conv, fn = _cost(chain_dir, cost_model="matmuls-only", min_gain_ms=5.0)
     assert engines(conv) == []
+
+
+def test_a_model_that_times_whole_partitions_has_the_last_word(chain_dir: str, caplog) -> None:
+    """Segments that lose one by one may win together (boundaries do not add up): the
+    partitioner keeps the partition the model's ``compare`` times fastest."""
+    seen: list[list[int]] = []
+
+    def estimate(request, segments):
+        return [SegmentCost(1.0, 0.5, 1.0) for _ in segments]  # each loses 0.5 ms alone
+
+    def compare(request, partitions):
+        seen.append([len(p) for p in partitions])
+        return [10.0 - len(p) for p in partitions]  # the more engines, the faster
+
+    class Plugin:
+        @hookimpl
+        def tftrt_cost_models(self):
+            return [CostModel("together", estimate, compare=compare),
+                    CostModel("barely", estimate,  # all engines 1% faster: a tie
+                              compare=lambda request, parts: [10.0 - 0.033 * len(p)
+                                                              for p in parts]),
+                    CostModel("cannot-tell", estimate, compare=lambda request, parts: None)]
+
+    reset_registry(Plugin())
+    with caplog.at_level(logging.INFO, logger="tftrt"):
+        conv, fn = _cost(chain_dir, cost_model="together")
+    assert len(engines(conv)) == 3
+    assert seen == [[0, 3]]  # kept (= none), faster as engines (= all candidates)
+    assert any("keeping faster as engines" in r.getMessage() for r in caplog.records)
+    _check_outputs(fn)
+    for tie in ("barely", "cannot-tell"):
+        conv, _ = _cost(chain_dir, cost_model=tie)
+        assert engines(conv) == [], tie
+
+
+def test_measured_compare_times_whole_partitions(chain_dir: str) -> None:
+    from tftrt.compiler import measure
+    from tftrt.compiler.freeze import load_and_freeze
+    from tftrt.compiler.pipeline import CompileOptions, compile_model
+    from tftrt.plugins.manager import get_registry
+    from tftrt.plugins.partitioning import PartitionRequest
+
+    frozen = load_and_freeze(chain_dir, ["serve"], "serving_default")
+    marked = compile_model(frozen, CompileOptions(minimum_segment_size=-1), get_registry(),
+                           get_registry().backend("onnxruntime")).ir
+    x = RNG.standard_normal((2, WIDTH)).astype(np.float32)
+    backend = get_registry().backend("onnxruntime")
+    fed = PartitionRequest(marked, 1, 0, backend, get_registry(),
+                           sample_inputs=[{frozen.inputs[0].ref: x}],
+                           inputs=tuple(t.ref for t in frozen.inputs),
+                           outputs=tuple(t.ref for t in frozen.outputs))
+    groups = [s.nodes for s in segment.cluster(marked)]
+    times = measure.compare(fed, [[], groups[:1], groups])
+    assert times is not None and len(times) == 3
+    assert all(0.0 < t < 1000.0 for t in times)
+    unfed = PartitionRequest(marked, 1, 0, backend, get_registry(),
+                             sample_inputs=[{frozen.inputs[0].ref: x}])
+    assert measure.compare(unfed, [[], groups]) is None  # no signature tensors to time

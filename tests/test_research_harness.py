@@ -42,8 +42,8 @@ def test_compare_measures_every_configuration_side_by_side(chain_dir: str, tmp_p
     assert [r["config"] for r in data["rows"]] == [c.label for c in configs]
     assert set(data["meta"]["machine"]) == {"cpu_count", "machine", "flags", "loadavg"}
     table = (tmp_path / "out" / "results.md").read_text()
-    assert table.splitlines()[0].startswith("| model | configuration | engines |")
-    assert "| union-find@1 | 3 |" in table
+    assert table.splitlines()[0].startswith("| model | configuration | precision | engines |")
+    assert "| union-find@1 | FP32 | 3 |" in table
     pytest.importorskip("matplotlib")  # the test extra installs it
     assert str(tmp_path / "out" / "partitioners.png") in written
     assert (tmp_path / "out" / "partitioners.png").read_bytes()[:4] == b"\x89PNG"
@@ -60,15 +60,18 @@ def test_the_command(chain_dir: str, tmp_path, capsys) -> None:
     assert "give the sample input's shape" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("model", "segments_at_1", "segments_at_3"),
-                         [("cut-chain", 20, 14), ("mixed-chain", 20, 15)])
+@pytest.mark.parametrize(("model", "segments_at_1", "segments_at_3", "input_shape"),
+                         [("cut-chain", 20, 14, (1, 28, 28, 64)),
+                          ("mixed-chain", 20, 15, (1, 28, 28, 64)),
+                          ("cut-mobilenet", 18, 18, (1, 224, 224, 3))])
 def test_built_in_chains_cut_into_about_twenty_segments(model: str, segments_at_1: int,
-                                                        segments_at_3: int, tmp_path) -> None:
+                                                        segments_at_3: int, input_shape,
+                                                        tmp_path) -> None:
     from tftrt import trt_convert as trt
     from tftrt.research.models import export
 
     path, shape = export(model, str(tmp_path))
-    assert shape == (1, 28, 28, 64)
+    assert shape == input_shape
     for size, want in ((1, segments_at_1), (3, segments_at_3)):
         conv = trt.TrtGraphConverterV2(input_saved_model_dir=path, backend="onnxruntime",
                                        minimum_segment_size=size)

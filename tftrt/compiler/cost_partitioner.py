@@ -5,7 +5,10 @@ clusters already removed, as the shared refinements would), costs each with the
 chosen cost model, merges independent clusters that share a neighbour when one
 engine call instead of two pays (a merge of clusters with no path between them
 cannot close a cycle), and keeps the clusters whose engine time plus boundary
-time beats their native time. With an engine cap it keeps the largest gains.
+time beats their native time. With an engine cap it keeps the largest gains. A
+cost model that can time whole partitions (``measured``) then checks that choice
+against every candidate faster as an engine, every candidate and none, and the
+fastest whole graph wins (within 3%, the one with fewer engines).
 
 Options (``partitioner_options=``): ``cost_model`` (a registered name; default
 ``measured`` when sample ``inputs`` are given, else ``analytic``), ``inputs``
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 
 import networkx as nx
 
@@ -28,6 +32,7 @@ log = logging.getLogger("tftrt.segment")
 
 MAX_MERGE_ROUNDS = 3
 MAX_PAIRS = 64  # merge candidates costed per round
+TIE = 0.03  # whole-graph times this close to the fastest count as ties (timing noise)
 
 
 def cost_model(request: PartitionRequest) -> CostModel:
@@ -111,4 +116,43 @@ def partition(request: PartitionRequest) -> list[frozenset[str]]:
     log.info("cost partitioner (%s model): %d candidate segments, %d kept; estimated gain "
              "%.3f ms per call", model.name, len(groups), len(kept),
              sum(costs[s].gain_ms for s in kept))
-    return kept
+    return _checked(request, model, groups, costs, kept)
+
+
+def _checked(request: PartitionRequest, model: CostModel, groups: list[frozenset[str]],
+             costs: dict[frozenset[str], SegmentCost], kept: list[frozenset[str]]
+             ) -> list[frozenset[str]]:
+    """The fastest, timed whole by the model, of the kept segments and the alternatives:
+    every candidate faster as an engine than natively (boundaries aside), every
+    candidate that builds, and none; of those within ``TIE`` of the fastest, the one
+    with the fewest engines. Per-segment gains assume that boundary costs add up; on a
+    small CPU they do not, so the choice is checked whole."""
+    if model.compare is None:
+        return kept
+
+    def ranked(segments) -> list[frozenset[str]]:
+        segments = sorted(segments, key=lambda s: -costs[s].gain_ms)
+        return segments[:request.max_engines] if request.max_engines > 0 else segments
+
+    builds = [s for s in groups if math.isfinite(costs[s].engine_ms)]
+    options = {"kept": kept,
+               "faster as engines": ranked(s for s in builds
+                                           if costs[s].engine_ms < costs[s].native_ms),
+               "all candidates": ranked(builds), "none": []}
+    unique: dict[frozenset[frozenset[str]], str] = {}
+    for label, segments in options.items():
+        unique.setdefault(frozenset(segments), label)
+    if len(unique) < 2:
+        return kept
+    labels = list(unique.values())
+    times = model.compare(request, [options[label] for label in labels])
+    if times is None:
+        return kept
+    # Within timing noise of the fastest, fewer engines win: fewer boundaries, less to build.
+    fastest = min(times)
+    best = min((k for k, t in enumerate(times) if t <= fastest * (1 + TIE)),
+               key=lambda k: (len(options[labels[k]]), times[k]))
+    log.info("cost partitioner: whole graph, ms per call: %s; keeping %s",
+             ", ".join(f"{label} ({len(options[label])} engines) {t:.3f}"
+                       for label, t in zip(labels, times, strict=True)), labels[best])
+    return options[labels[best]]

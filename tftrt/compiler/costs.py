@@ -10,7 +10,7 @@ AVX-512; see docs/plugins.md); override any of them with the partitioner
 option ``cost_constants={...}``.
 
 ``measured`` (``compiler/measure.py``) times each candidate for real on the
-sample inputs.
+sample inputs, and whole partitions for the partitioner to check its choice.
 """
 
 from __future__ import annotations
@@ -148,6 +148,14 @@ def _estimate_measured(request: PartitionRequest, segments: Sequence[frozenset[s
 ANALYTIC = CostModel("analytic", estimate_analytic,
                      description="FLOP and byte counts from inferred shapes, priced with "
                                  "machine constants; needs no inputs")
+def _compare_measured(request: PartitionRequest,
+                      partitions: Sequence[Sequence[frozenset[str]]]) -> list[float] | None:
+    from tftrt.compiler import measure
+
+    return measure.compare(request, partitions)
+
+
 MEASURED = CostModel("measured", _estimate_measured, _measured_unusable,
                      description="each candidate built and timed, as an engine and in "
-                                 "TensorFlow, on the sample inputs")
+                                 "TensorFlow, on the sample inputs",
+                     compare=_compare_measured)

@@ -15,7 +15,8 @@ so that a candidate's gain is exactly what the graph saved. Without the
 signature's tensors the boundary is one engine call measured on a chain of
 trivial engines plus the bytes moved. Each pair is timed in alternating blocks
 so that other load on the machine hits both alike. A candidate that fails to
-lower or build costs infinity.
+lower or build costs infinity. ``compare`` times whole partitions the same way,
+side by side, reusing the engines built for costing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import itertools
 import logging
 import statistics
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -53,33 +56,43 @@ log = logging.getLogger("tftrt.segment")
 BUDGET_MS = 40.0  # timing budget per measured callable
 IN_PLACE_BUDGET_MS = 400.0  # for the whole graph, with and without the candidate
 MAX_CALLS = 60
+COMPARE_BUDGET_MS = 800.0  # for each whole partition the partitioner checks
+COMPARE_MAX_CALLS = 120
 _CANDIDATES = itertools.count()
+# request graph -> candidate -> (plan, lowering, EngineOp): built once for costing and
+# again for comparing partitions
+_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def median_ms(fn: Callable[[], object], budget_ms: float = BUDGET_MS) -> float:
     """Median milliseconds of ``fn()`` over as many calls as fit ``budget_ms`` (3 to 60)."""
-    return excess_ms(fn, None, budget_ms)
+    return medians_ms([fn], budget_ms)[0]
 
 
-def excess_ms(fn: Callable[[], object], base: Callable[[], object] | None,
-              budget_ms: float = BUDGET_MS, block: int = 3) -> float:
-    """Median ms of ``fn()`` less the median of ``base()``, timed in alternating blocks
-    so that the machine's drift (other load) hits both alike."""
-    fns = [fn] if base is None else [fn, base]
+def excess_ms(fn: Callable[[], object], base: Callable[[], object],
+              budget_ms: float = BUDGET_MS) -> float:
+    """Median ms of ``fn()`` less the median of ``base()``, timed as ``medians_ms`` times."""
+    with_fn, without = medians_ms([fn, base], budget_ms)
+    return with_fn - without
+
+
+def medians_ms(fns: Sequence[Callable[[], object]], budget_ms: float = BUDGET_MS,
+               block: int = 3, max_calls: int = MAX_CALLS) -> list[float]:
+    """Median ms of each of ``fns``, timed in alternating blocks so that the machine's
+    drift (other load) hits all alike, within about ``budget_ms`` each."""
     for f in fns:
         f()
         f()
     times: list[list[float]] = [[] for _ in fns]
     spent = 0.0
-    while len(times[0]) < 3 or (spent < budget_ms * len(fns) and len(times[0]) < MAX_CALLS):
+    while len(times[0]) < 3 or (spent < budget_ms * len(fns) and len(times[0]) < max_calls):
         for k, f in enumerate(fns):
             for _ in range(block):
                 t0 = time.perf_counter()
                 f()
                 times[k].append((time.perf_counter() - t0) * 1e3)
                 spent += times[k][-1]
-    medians = [statistics.median(t) for t in times]
-    return medians[0] - (medians[1] if base is not None else 0.0)
+    return [statistics.median(t) for t in times]
 
 
 def _chain_graph(chain: int, pyfunc_token: str | None) -> graph_pb2.GraphDef:
@@ -189,22 +202,71 @@ def _engine_op(request: PartitionRequest, plan) -> tuple[EngineOp, object]:
     return op, lowered
 
 
-def _in_place(request: PartitionRequest, plan, lowered, op: EngineOp, binding: PyFuncBinding):
-    """The whole graph with the candidate as its one engine, run as the runtime runs an eager
-    call: native stages with the engine called between them, or, where stages cannot cut
-    the graph, one graph with the engine bound as a PyFunc."""
-    node = codegen.EngineNode(op.name, plan, lowered.inputs, lowered.outputs, {})
-    gd = codegen.splice(request.graph, [node])
+def _in_place(request: PartitionRequest, built: Sequence[tuple[Any, Any, EngineOp]],
+              binding: PyFuncBinding):
+    """The whole graph with the ``built`` candidates ((plan, lowering, EngineOp) each) as its
+    engines, run as the runtime runs an eager call: native stages with the engines called
+    between them, or, where stages cannot cut the graph, one graph with the engines bound
+    as PyFuncs."""
+    nodes = [codegen.EngineNode(op.name, plan, lowered.inputs, lowered.outputs, {})
+             for plan, lowered, op in built]
+    gd = codegen.splice(request.graph, nodes)
     g = request.graph
     specs = [[SignatureTensor(t.ref, t.ref, np.dtype(t.dtype), t.shape)
               for t in map(functools.partial(tensor_spec, g), refs)]
              for refs in (request.inputs, request.outputs)]
-    staged = stages.plan(gd, *specs, {op.name: op}, request.variables)
+    ops = {op.name: op for _, _, op in built}
+    staged = stages.plan(gd, *specs, ops, request.variables)
     if staged is not None:
         return lambda *feeds: staged(list(feeds))
-    out_dtypes = [tf.as_dtype(s.dtype) for s in op.outputs]
-    gd = rewrite_engines(gd, lambda n: engine_as_pyfunc(n, binding.token(op, out_dtypes)))
+    tokens = {name: binding.token(op, [tf.as_dtype(s.dtype) for s in op.outputs])
+              for name, op in ops.items()}
+    gd = rewrite_engines(gd, lambda n: engine_as_pyfunc(n, tokens[n.name]))
     return graph_function(gd, list(request.inputs), list(request.outputs), request.variables)
+
+
+def _can_time_in_place(request: PartitionRequest) -> bool:
+    return bool(request.inputs and request.outputs and request.sample_inputs) and \
+        set(request.inputs) <= set(request.sample_inputs[0])
+
+
+def _feeds(request: PartitionRequest) -> list[tf.Tensor]:
+    return [tf.convert_to_tensor(request.sample_inputs[0][r]) for r in request.inputs]
+
+
+def _native_graph(request: PartitionRequest):
+    return graph_function(irmod.to_graph_def(request.graph), list(request.inputs),
+                          list(request.outputs), request.variables)
+
+
+def _built(request: PartitionRequest, segment: frozenset[str]):
+    """(plan, lowering, EngineOp) of a candidate, built once per request's graph."""
+    cache = _BUILT.setdefault(request.graph, {})
+    if segment not in cache:
+        plan = plan_segment(request.graph, segment)
+        op, lowered = _engine_op(request, plan)
+        cache[segment] = (plan, lowered, op)
+    return cache[segment]
+
+
+def compare(request: PartitionRequest, partitions: Sequence[Sequence[frozenset[str]]]
+            ) -> list[float] | None:
+    """Median ms per call of the whole graph with each partition's segments as its
+    engines (an empty partition: the graph as it is), timed side by side on the first
+    sample feed; None where the signature's tensors are not all fed."""
+    if not _can_time_in_place(request):
+        return None
+    binding = PyFuncBinding()
+    feeds = _feeds(request)
+    native = _native_graph(request)
+    runs = []
+    for partition in partitions:
+        if not partition:
+            runs.append(lambda: native(*feeds))
+            continue
+        whole = _in_place(request, [_built(request, frozenset(s)) for s in partition], binding)
+        runs.append(lambda f=whole: f(*feeds))
+    return medians_ms(runs, COMPARE_BUDGET_MS, max_calls=COMPARE_MAX_CALLS)
 
 
 def estimate(request: PartitionRequest, segments: Sequence[frozenset[str]],
@@ -213,26 +275,24 @@ def estimate(request: PartitionRequest, segments: Sequence[frozenset[str]],
     g = request.graph
     plans = [plan_segment(g, s) for s in segments]
     values = boundary_values(request, [r for p in plans for r in p.inputs + p.outputs])
-    in_place = bool(request.inputs and request.outputs) and \
-        set(request.inputs) <= set(request.sample_inputs[0])
+    in_place = _can_time_in_place(request)
     if in_place:
-        feeds = [tf.convert_to_tensor(request.sample_inputs[0][r]) for r in request.inputs]
-        native_graph = graph_function(irmod.to_graph_def(g), list(request.inputs),
-                                      list(request.outputs), request.variables)
+        feeds = _feeds(request)
+        native_graph = _native_graph(request)
     binding = PyFuncBinding()
     costs = []
     for seg, plan in zip(segments, plans, strict=True):
         native = _native_ms(request, plan, values)
         arrays = [values[r] for r in plan.inputs]
         try:
-            op, lowered = _engine_op(request, plan)
+            _, lowered, op = _built(request, frozenset(seg))
             engine = median_ms(lambda op=op, arrays=arrays: op(arrays))
         except (LoweringError, RuntimeError, ValueError) as exc:
             log.info("cost model: a candidate of %d nodes does not build (%s)", len(seg), exc)
             costs.append(SegmentCost(native, float("inf"), 0.0))
             continue
         if in_place:
-            with_engine = _in_place(request, plan, lowered, op, binding)
+            with_engine = _in_place(request, [(plan, lowered, op)], binding)
             delta = excess_ms(lambda f=with_engine: f(*feeds), lambda: native_graph(*feeds),
                               budget_ms=IN_PLACE_BUDGET_MS)
             boundary = delta - engine + native  # so that the gain is what the graph saves

@@ -83,15 +83,25 @@ class SegmentCost:
 EstimateFn = Callable[[PartitionRequest, Sequence[frozenset[str]]], list[SegmentCost]]
 
 
+# compare(request, partitions) -> milliseconds per call of the whole graph with each
+# partition's segments as its engines, in order; None where it cannot time this request
+CompareFn = Callable[[PartitionRequest, Sequence[Sequence[frozenset[str]]]],
+                     list[float] | None]
+
+
 @dataclass(frozen=True)
 class CostModel:
     """A named way to cost candidate segments.
 
     ``unusable(request)`` returns why the model cannot serve this request (e.g. it
-    needs sample inputs and has none), or None.
+    needs sample inputs and has none), or None. ``compare``, where a model has it,
+    times whole partitions: the partitioner checks the segments it chose against
+    the alternatives with it, because boundary costs do not add up (what a switch
+    between TensorFlow and the engine runtime costs depends on what runs around it).
     """
 
     name: str
     estimate: EstimateFn
     unusable: Callable[[PartitionRequest], str | None] = lambda request: None
     description: str = ""
+    compare: CompareFn | None = None

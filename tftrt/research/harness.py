@@ -65,6 +65,7 @@ class Row:
     speedup: float = 1.0  # native latency / this latency
     build_s: float = 0.0
     max_abs_diff: float = 0.0  # against TF native's outputs
+    precision: str = "FP32"  # the converter's precision_mode
 
 
 def machine() -> dict:
@@ -125,7 +126,7 @@ def compare_model(model: str, configs: Sequence[Config], workdir: str, backend: 
     rows, fns = [], []
     for cfg in configs:
         if cfg.partitioner is None:
-            rows.append(Row(model, cfg.label, 0, 0.0, 0, 0))
+            rows.append(Row(model, cfg.label, 0, 0.0, 0, 0, precision=precision_mode))
             fns.append(lambda: serve(**{name: xt}))
             continue
         options = {"cost_model": cfg.cost_model} if cfg.cost_model else {}
@@ -142,7 +143,7 @@ def compare_model(model: str, configs: Sequence[Config], workdir: str, backend: 
         got = [np.asarray(t) for t in fn(x).values()]
         diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
         rows.append(Row(model, cfg.label, *_graph_metrics(conv, shape[0]), build_s=build_s,
-                        max_abs_diff=diff))
+                        max_abs_diff=diff, precision=precision_mode))
         fns.append(lambda fn=fn: fn(x))
         log(f"{model} {cfg.label}: {rows[-1].engines} engines, "
             f"{rows[-1].ops_converted_pct:.1f}% of ops converted, built in {build_s:.1f} s")
@@ -161,6 +162,7 @@ def compare(models: Sequence[str], configs: Sequence[Config], workdir: str,
 
 
 COLUMNS = (("model", "model", "{}"), ("configuration", "config", "{}"),
+           ("precision", "precision", "{}"),
            ("engines", "engines", "{}"), ("% ops converted", "ops_converted_pct", "{:.1f}"),
            ("boundary tensors", "boundary_tensors", "{}"),
            ("boundary KiB", "boundary_bytes", "{:.0f}"),
@@ -182,7 +184,8 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def plot(rows: Sequence[Row], path: str) -> bool:
-    """Bar charts of latency, engines and % converted per model; False without matplotlib."""
+    """Bar charts of speed against TF native, engines and % converted per model and
+    precision; False without matplotlib."""
     try:
         import matplotlib
     except ImportError:
@@ -190,20 +193,26 @@ def plot(rows: Sequence[Row], path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = list(dict.fromkeys(r.model for r in rows))
+    def group(r: Row) -> str:
+        return f"{r.model}\n{r.precision}"
+
+    models = list(dict.fromkeys(group(r) for r in rows))
     configs = list(dict.fromkeys(r.config for r in rows))
-    panels = (("latency_ms", "latency (ms, median)"), ("engines", "engines"),
+    panels = (("speedup", "speed vs TF native (x, median latency)"), ("engines", "engines"),
               ("ops_converted_pct", "% of ops converted"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.2, 1.6 * len(models)) * len(panels),
+                                                      3.8), squeeze=False)
     width = 0.8 / len(configs)
     for ax, (key, title) in zip(axes[0], panels, strict=True):
         for k, cfg in enumerate(configs):
-            values = [next((getattr(r, key) for r in rows if r.model == m and r.config == cfg),
+            values = [next((getattr(r, key) for r in rows if group(r) == m and r.config == cfg),
                            0) for m in models]
             ax.bar([i + k * width for i in range(len(models))], values, width, label=cfg)
         ax.set_xticks([i + width * (len(configs) - 1) / 2 for i in range(len(models))],
                       models)
         ax.set_title(title)
+        ax.tick_params(axis="x", labelsize="small")
+    axes[0][0].axhline(1.0, color="grey", linewidth=0.8)
     axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -11,7 +11,18 @@ nodes: cheap enough natively that an engine call does not pay).
 each of its blocks starts with a MobileNetV2 inverted residual (1x1 expansion,
 depthwise 3x3, 1x1 projection, residual add: seven nodes), then the
 cut-chain's three segments, each followed by the op without a converter; five
-blocks make 20 candidate segments. The others are ``keras.applications`` models.
+blocks make 20 candidate segments. On both chains no segment saves an engine call's
+cost on a two-core CPU (28x28 activations), so the best a partitioner can do there
+is to keep none.
+
+``cut-mobilenet`` is the case partitioning is for: MobileNetV2's layers (224x224
+input, its 17 inverted residual blocks, random weights, batch norm folded into
+convolution biases) with the op without a converter after every block, as a
+model with one unsupported activation per block would be. That makes 18
+candidate segments of very different worth: the early blocks (112x112 and
+56x56 activations, depthwise convolutions TensorFlow runs slowly) pay for an
+engine call many times over, the late 7x7 blocks may not. The others are
+``keras.applications`` models.
 """
 
 from __future__ import annotations
@@ -97,6 +108,56 @@ def mixed_chain(blocks: int = 5, size: int = 28, channels: int = 64, expansion: 
     return model
 
 
+# MobileNetV2's inverted residual settings: expansion t, output channels c, blocks n,
+# first stride s
+_MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                 (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def cut_mobilenet(size: int = 224, seed: int = 0):
+    """The ``cut-mobilenet`` model as a tf.function of one (1, size, size, 3) input."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+
+    def conv(k: int, cin: int, cout: int) -> tuple[np.ndarray, np.ndarray]:
+        w = rng.standard_normal((k, k, cin, cout)) * np.sqrt(2.0 / (k * k * cin))
+        return w.astype(np.float32), (rng.standard_normal(cout) * 0.1).astype(np.float32)
+
+    def depthwise(channels: int) -> tuple[np.ndarray, np.ndarray]:
+        w = rng.standard_normal((3, 3, channels, 1)) * np.sqrt(2.0 / 9)
+        return w.astype(np.float32), (rng.standard_normal(channels) * 0.1).astype(np.float32)
+
+    stem = conv(3, 3, 32)
+    blocks, cin = [], 32
+    for t, c, n, s in _MOBILENET_V2:
+        for k in range(n):
+            wide = cin * t
+            blocks.append((conv(1, cin, wide) if t != 1 else None, depthwise(wide),
+                           conv(1, wide, c), s if k == 0 else 1, cin == c and k > 0))
+            cin = c
+    head = conv(1, cin, 1280)
+    dense = ((rng.standard_normal((1280, 1000)) / np.sqrt(1280)).astype(np.float32),
+             np.zeros(1000, np.float32))
+
+    def conv_bias(h, wb, stride=1):
+        return tf.nn.bias_add(tf.nn.conv2d(h, wb[0], stride, "SAME"), wb[1])
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32)])
+    def model(x):
+        h = tf.nn.relu6(conv_bias(x, stem, 2))
+        for expand, dw, project, stride, residual in blocks:
+            t = h if expand is None else tf.nn.relu6(conv_bias(h, expand))
+            t = tf.nn.relu6(tf.nn.bias_add(tf.nn.depthwise_conv2d(
+                t, dw[0], [1, stride, stride, 1], "SAME"), dw[1]))
+            t = conv_bias(t, project)
+            h = tf.math.bessel_i0e(h + t if residual else t)  # no converter: cuts the graph
+        h = tf.reduce_mean(tf.nn.relu6(conv_bias(h, head)), axis=[1, 2])
+        return {"y": tf.nn.softmax(tf.matmul(h, dense[0]) + dense[1])}
+
+    return model
+
+
 def _function_export(make: Callable[..., object], **kwargs) -> Callable[[str], None]:
     def export(path: str) -> None:
         import tensorflow as tf
@@ -124,6 +185,8 @@ MODELS = {
                                  _function_export(cut_chain, size=56, channels=128),
                                  (1, 56, 56, 128)),
     "mixed-chain": ModelSpec("mixed-chain", _function_export(mixed_chain), (1, 28, 28, 64)),
+    "cut-mobilenet": ModelSpec("cut-mobilenet", _function_export(cut_mobilenet),
+                               (1, 224, 224, 3)),
     "mobilenet_v2": ModelSpec("mobilenet_v2", _keras("MobileNetV2"), (1, 224, 224, 3)),
     "resnet50": ModelSpec("resnet50", _keras("ResNet50"), (1, 224, 224, 3)),
 }
