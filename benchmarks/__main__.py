@@ -40,7 +40,7 @@ def _write(name: str, payload: dict) -> pathlib.Path:
 
 def _models(args: argparse.Namespace) -> None:
     from benchmarks import suite, zoo
-    from benchmarks.timing import machine
+    from benchmarks.timing import cpu_ticks, machine, steal_pct
 
     names = args.models or (list(zoo.QUICK) if args.quick else list(zoo.MODELS))
     batches = args.batches or ([1] if args.quick else [1, 16])
@@ -48,9 +48,10 @@ def _models(args: argparse.Namespace) -> None:
     budget = args.budget or (20.0 if args.quick else 90.0)
     os.makedirs(args.workdir, exist_ok=True)
     for name in names:
-        meta = machine()
+        meta, ticks = machine(), cpu_ticks()
         rows = suite.compare(zoo.MODELS[name], args.workdir, batches, calls, budget, args.quick)
         meta["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        meta["cpu_steal_pct"] = steal_pct(ticks)
         meta.update(command=" ".join(["python -m benchmarks"] + sys.argv[1:]),
                     quick=args.quick, note=zoo.MODELS[name].note)
         _write(f"{'quick-' if args.quick else ''}model-{name}",
@@ -65,12 +66,13 @@ def _models(args: argparse.Namespace) -> None:
 
 def _overhead(args: argparse.Namespace) -> None:
     from benchmarks import overhead
-    from benchmarks.timing import machine
+    from benchmarks.timing import cpu_ticks, machine, steal_pct
 
-    meta = machine()
+    meta, ticks = machine(), cpu_ticks()
     tiny = overhead.tiny()
     two = overhead.two_engines()
     meta["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    meta["cpu_steal_pct"] = steal_pct(ticks)
     meta["command"] = "python -m benchmarks overhead"
     _write("overhead", {"meta": meta, "tiny": tiny, "two_engines": two})
     print(json.dumps({"tiny": tiny, "two_engines": two}, indent=1))
@@ -78,11 +80,12 @@ def _overhead(args: argparse.Namespace) -> None:
 
 def _costs(args: argparse.Namespace) -> None:
     from benchmarks import costs
-    from benchmarks.timing import machine
+    from benchmarks.timing import cpu_ticks, machine, steal_pct
 
-    meta = machine()
+    meta, ticks = machine(), cpu_ticks()
     results = costs.run_all()
     meta["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    meta["cpu_steal_pct"] = steal_pct(ticks)
     meta["command"] = "python -m benchmarks costs"
     _write("costs", {"meta": meta, "results": results})
 

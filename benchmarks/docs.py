@@ -12,9 +12,11 @@ from benchmarks import report
 
 def _machine(meta: dict) -> str:
     v = ", ".join(f"{k} {x}" for k, x in meta.get("versions", {}).items())
+    stolen = meta.get("cpu_steal_pct")
+    steal = "" if stolen is None else f"; CPU time the VM's host took for others {stolen}%"
     return (f"{meta.get('cpu')}, {meta.get('cores')} cores, features "
             f"{' '.join(meta.get('flags', []))}; load average {meta.get('load_average')} "
-            f"before, {meta.get('load_average_after')} after; {v}")
+            f"before, {meta.get('load_average_after')} after{steal}; {v}")
 
 
 def write(results: pathlib.Path, out: pathlib.Path, quick: bool = False) -> None:
@@ -39,7 +41,9 @@ def write(results: pathlib.Path, out: pathlib.Path, quick: bool = False) -> None
         report.write_csv(rows, str(out / "results.csv"))
         plots = report.plot(rows, str(out))
         parts.append("## Headline: tftrt against the best engine given the whole model\n")
-        parts.append(report.headline_table(rows) + "\n")
+        machines = {model: str(meta.get("cpu")) for model, meta in
+                    zip(dict.fromkeys(r["model"] for r in rows), metas, strict=False)}
+        parts.append(report.headline_table(rows, machines) + "\n")
         notes = pathlib.Path(__file__).with_name("notes.md")
         if notes.is_file() and not quick:  # what the figures say, written by a person
             parts.append(notes.read_text(encoding="utf-8"))

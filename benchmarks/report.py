@@ -78,14 +78,19 @@ def model_table(rows: Sequence[Mapping], model: str) -> str:
     return "\n".join(lines)
 
 
-def headline_table(rows: Sequence[Mapping]) -> str:
-    lines = ["| model | batch | comparison | tftrt / peer throughput |", "|---|---|---|---|"]
+def headline_table(rows: Sequence[Mapping], machines: Mapping[str, str] | None = None) -> str:
+    """tftrt's throughput over each headline peer's, per model and batch; with
+    ``machines`` (model -> CPU), a column saying where each model was measured."""
+    where = machines is not None
+    lines = ["| model | batch | comparison | tftrt / peer throughput |"
+             + (" measured on |" if where else ""), "|---|---|---|---|" + ("---|" if where else "")]
     for model in dict.fromkeys(r["model"] for r in rows):
         for b in sorted({r["batch"] for r in rows if r["model"] == model and r["batch"]}):
             for ours, peer, what in HEADLINES:
                 q = ratio(rows, model, b, ours, peer)
                 if q is not None:
-                    lines.append(f"| {model} | {b} | {what} | {q:.3f} |")
+                    lines.append(f"| {model} | {b} | {what} | {q:.3f} |"
+                                 + (f" {machines.get(model, '?')} |" if where else ""))
     return "\n".join(lines)
 
 

@@ -136,6 +136,25 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all CPU time, time stolen by the hypervisor) so far, in ticks; (0, 0) unknown."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields[:8]), (fields[7] if len(fields) > 7 else 0)
+
+
+def steal_pct(since: tuple[int, int]) -> float | None:
+    """Percent of all CPU time since ``since`` (``cpu_ticks()``) that a virtual machine's
+    host took for others: time a timing on a VM did not get; None where unknown."""
+    total, stolen = cpu_ticks()
+    if total <= since[0]:
+        return None
+    return round(100.0 * (stolen - since[1]) / (total - since[0]), 2)
+
+
 def machine() -> dict:
     """The machine and every version a figure depends on."""
     versions = {d: _version(d) for d in ("tftrt", "tensorflow-cpu", "tensorflow", "keras",

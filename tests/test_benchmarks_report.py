@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from benchmarks import docs, report
-from benchmarks.timing import PeakRSS, interleaved_samples, summary
+from benchmarks.timing import PeakRSS, cpu_ticks, interleaved_samples, steal_pct, summary
 
 
 def _row(candidate: str, p50: float, batch: int = 1, kind: str = "peer") -> dict:
@@ -37,11 +37,14 @@ def test_docs_are_written_from_raw_results(tmp_path) -> None:
     results, out = tmp_path / "results", tmp_path / "docs"
     results.mkdir()
     meta = {"cpu": "x", "cores": 2, "flags": ["avx2"], "load_average": [1, 1, 1],
-            "versions": {"tftrt": "0"}, "command": "python -m benchmarks"}
+            "versions": {"tftrt": "0"}, "command": "python -m benchmarks",
+            "cpu_steal_pct": 4.5}
     (results / "model-m.json").write_text(json.dumps({"meta": meta, "rows": ROWS}))
     docs.write(results, out)
     text = (out / "README.md").read_text()
     assert "## m" in text and "avx2" in text and "tftrt openvino FP32" in text
+    assert "host took for others 4.5%" in text
+    assert "| m | 1 | FP32 vs OpenVINO given the SavedModel | 1.250 | x |" in text
     with open(out / "results.csv", newline="") as f:
         assert [r["candidate"] for r in csv.DictReader(f)] == [r["candidate"] for r in ROWS]
     assert (out / "speedup_b1.png").is_file()
@@ -64,3 +67,13 @@ def test_interleaved_samples_and_peak_rss() -> None:
         time.sleep(0.2)  # held across many samples (freed at once, a sample could miss it)
         del block
     assert rss.added >= 16 << 20
+
+
+def test_steal_is_a_share_of_the_cpu_time_since() -> None:
+    start = cpu_ticks()
+    deadline = time.perf_counter() + 0.05
+    while time.perf_counter() < deadline:  # some CPU time to share out
+        pass
+    stolen = steal_pct(start)
+    assert stolen is None or 0.0 <= stolen <= 100.0
+    assert steal_pct((10**18, 0)) is None  # no time has passed since

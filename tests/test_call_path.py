@@ -70,6 +70,18 @@ def test_whole_model_outputs_are_fresh_tensors(tmp_path) -> None:
     assert op.stats.engine_calls == 4 and op.stats.native_calls == 0
 
 
+def test_whole_model_takes_eager_tensors_through_the_prepared_checks(tmp_path) -> None:
+    conv, fn = _converted(tmp_path, mlp)
+    x = RNG.standard_normal((3, 8)).astype(np.float32)
+    want = mlp(x)["y"].numpy()
+    np.testing.assert_allclose(fn(tf.constant(x))["y"].numpy(), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fn(x=tf.constant(x))["y"].numpy(), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputSpecError, match="'x' must have dtype float32, got float64"):
+        fn(tf.constant(x.astype(np.float64)))
+    with pytest.raises(InputSpecError, match="'x' must have shape"):
+        fn(tf.constant(np.zeros((3, 7), np.float32)))
+
+
 def test_engines_in_a_graph_run_between_native_stages_when_called_eagerly(tmp_path) -> None:
     conv, fn = _converted(tmp_path, two_engines)
     assert len(conv.engines) == 2 and not fn.runs_without_tensorflow

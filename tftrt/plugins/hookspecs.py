@@ -93,7 +93,11 @@ def tftrt_cost_models() -> list[CostModel]:
     Node sets may be any acyclic groups of supported nodes, including unions of
     segments. ``unusable(request)`` says why the model cannot serve a request
     (e.g. it measures and has no sample inputs); the partitioner then falls back
-    to the ``analytic`` model and logs why.
+    to the ``analytic`` model and logs why. ``compare(request, partitions)``, if
+    the model has one, returns milliseconds per call of the whole graph with each
+    partition's node sets as its engines, in order (an empty partition: no
+    engine), or None where it cannot time this request; the cost partitioner
+    keeps the fastest of the partitions it offers.
     """
 
 

@@ -81,7 +81,11 @@ class ConvertedFunction:
             op, in_order, out_ports = fast
             values = self._checks.quick(args, kwargs)
             if values is None:
-                values = [np.asarray(v) for v in check_inputs(self.inputs, args, kwargs)]
+                # eager tensors pass the prepared checks too, and are read without a copy
+                tensors = None if self._tensor_checks is None else \
+                    self._tensor_checks.quick(args, kwargs)
+                values = [np.asarray(v) for v in (tensors if tensors is not None else
+                                                  check_inputs(self.inputs, args, kwargs))]
             arrays = values if in_order is None else [values[k] for k in in_order]
             outs = op(arrays)
             adopt = tfgraph.adopt
