@@ -2,11 +2,13 @@
 
     python benchmarks/bench_partitioners.py [--backend openvino] [--precision FP32 FP16]
 
-The models are the harness's ``cut-chain``, ``mixed-chain`` and ``cut-mobilenet``:
-ops without converters every few nodes cut each into 18-20 candidate segments (see
-tftrt/research/models.py); cut-chain's segments are convolutions and
-elementwise ops at 28x28, mixed-chain adds MobileNetV2 inverted residuals, and
-cut-mobilenet is MobileNetV2 at 224x224 cut after every block. The
+The models are the harness's ``cut-chain``, ``mixed-chain``, ``cut-mobilenet`` and
+``cut-encoder``: ops without converters every few nodes cut each into 18-20
+candidate segments (see tftrt/research/models.py); cut-chain's segments are
+convolutions and elementwise ops at 28x28, mixed-chain adds MobileNetV2 inverted
+residuals, cut-mobilenet is MobileNetV2 at 224x224 cut after every block, and
+cut-encoder is a transformer encoder cut after attention, feed-forward and a
+scale-shift in each layer. The
 configurations are TF native (the SavedModel's signature), union-find at
 ``minimum_segment_size=3`` (TF-TRT's default), union-find at 1, the
 cost-aware partitioner at 1 with its measured cost model on the build input,
@@ -41,7 +43,7 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["FP32", "FP16"])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--models", nargs="+",
-                        default=["cut-chain", "mixed-chain", "cut-mobilenet"])
+                        default=["cut-chain", "mixed-chain", "cut-mobilenet", "cut-encoder"])
     args = parser.parse_args()
     configs = [harness.parse_config(c) for c in CONFIGS]
     with tempfile.TemporaryDirectory(prefix="tftrt-bench-") as workdir:

@@ -63,7 +63,8 @@ def test_the_command(chain_dir: str, tmp_path, capsys) -> None:
 @pytest.mark.parametrize(("model", "segments_at_1", "segments_at_3", "input_shape"),
                          [("cut-chain", 20, 14, (1, 28, 28, 64)),
                           ("mixed-chain", 20, 15, (1, 28, 28, 64)),
-                          ("cut-mobilenet", 18, 18, (1, 224, 224, 3))])
+                          ("cut-mobilenet", 18, 18, (1, 224, 224, 3)),
+                          ("cut-encoder", 20, 20, (1, 128, 256))])
 def test_built_in_chains_cut_into_about_twenty_segments(model: str, segments_at_1: int,
                                                         segments_at_3: int, input_shape,
                                                         tmp_path) -> None:

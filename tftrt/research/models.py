@@ -19,9 +19,15 @@ is to keep none.
 input, its 17 inverted residual blocks, random weights, batch norm folded into
 convolution biases) with the op without a converter after every block, as a
 model with one unsupported activation per block would be. That makes 18
-candidate segments of very different worth: the early blocks (112x112 and
-56x56 activations, depthwise convolutions TensorFlow runs slowly) pay for an
-engine call many times over, the late 7x7 blocks may not. The others are
+candidate segments, from blocks at 112x112 down to 7x7. Whether they pay is
+close: on two cores in FP32 none did, in FP16 (bf16 engines) together they did in
+some runs and not in others.
+
+``cut-encoder`` is a transformer encoder (sequence 128, width 256, 4 heads,
+feed-forward 1024, 7 layers) with the op without a converter after each layer's
+attention, its feed-forward block and a scale-shift: 20 candidate segments, two
+heavy ones per layer (matrix products an engine runs faster, far more so in half
+precision) and one an engine call does not pay for. The others are
 ``keras.applications`` models.
 """
 
@@ -158,6 +164,48 @@ def cut_mobilenet(size: int = 224, seed: int = 0):
     return model
 
 
+def cut_encoder(layers: int = 7, seq: int = 128, width: int = 256, heads: int = 4,
+                ffn: int = 1024, seed: int = 0):
+    """The ``cut-encoder`` model as a tf.function of one (1, seq, width) input."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+
+    def dense(cin: int, cout: int) -> tuple[np.ndarray, np.ndarray]:
+        return ((rng.standard_normal((cin, cout)) / np.sqrt(cin)).astype(np.float32),
+                (rng.standard_normal(cout) * 0.02).astype(np.float32))
+
+    params = [(dense(width, 3 * width), dense(width, width), dense(width, ffn),
+               dense(ffn, width), rng.uniform(0.5, 1.5, width).astype(np.float32),
+               (rng.standard_normal(width) * 0.1).astype(np.float32)) for _ in range(layers)]
+
+    def linear(h, wb):
+        return tf.matmul(h, wb[0]) + wb[1]
+
+    def norm(h):
+        mean = tf.reduce_mean(h, axis=-1, keepdims=True)
+        var = tf.reduce_mean(tf.square(h - mean), axis=-1, keepdims=True)
+        return (h - mean) * tf.math.rsqrt(var + 1e-6)
+
+    head = width // heads
+
+    @tf.function(input_signature=[tf.TensorSpec([1, seq, width], tf.float32)])
+    def model(x):
+        h = x
+        for qkv, out, up, down, scale, shift in params:
+            q, k, v = tf.split(tf.reshape(linear(norm(h), qkv), [1, seq, 3 * heads, head]),
+                               3, axis=2)
+            q, k, v = (tf.transpose(t, [0, 2, 1, 3]) for t in (q, k, v))
+            attn = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) / np.sqrt(head))
+            ctx = tf.reshape(tf.transpose(tf.matmul(attn, v), [0, 2, 1, 3]), [1, seq, width])
+            h = tf.math.bessel_i0e(h + linear(ctx, out))  # no converter: cuts the graph
+            h = tf.math.bessel_i0e(h + linear(tf.nn.gelu(linear(norm(h), up)), down))
+            h = tf.math.bessel_i0e(h * scale + shift)
+        return {"y": h}
+
+    return model
+
+
 def _function_export(make: Callable[..., object], **kwargs) -> Callable[[str], None]:
     def export(path: str) -> None:
         import tensorflow as tf
@@ -187,6 +235,7 @@ MODELS = {
     "mixed-chain": ModelSpec("mixed-chain", _function_export(mixed_chain), (1, 28, 28, 64)),
     "cut-mobilenet": ModelSpec("cut-mobilenet", _function_export(cut_mobilenet),
                                (1, 224, 224, 3)),
+    "cut-encoder": ModelSpec("cut-encoder", _function_export(cut_encoder), (1, 128, 256)),
     "mobilenet_v2": ModelSpec("mobilenet_v2", _keras("MobileNetV2"), (1, 224, 224, 3)),
     "resnet50": ModelSpec("resnet50", _keras("ResNet50"), (1, 224, 224, 3)),
 }
