@@ -40,7 +40,7 @@ def test_compare_measures_every_configuration_side_by_side(chain_dir: str, tmp_p
     written = harness.write(rows, str(tmp_path / "out"), {"backend": "onnxruntime"})
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["config"] for r in data["rows"]] == [c.label for c in configs]
-    assert set(data["meta"]["machine"]) == {"cpu_count", "machine", "flags", "loadavg"}
+    assert set(data["meta"]["machine"]) == {"cpu", "cpu_count", "machine", "flags", "loadavg"}
     table = (tmp_path / "out" / "results.md").read_text()
     assert table.splitlines()[0].startswith("| model | configuration | precision | engines |")
     assert "| union-find@1 | FP32 | 3 |" in table

@@ -69,18 +69,21 @@ class Row:
 
 
 def machine() -> dict:
-    """What the figures were measured on: CPU flags that matter and the load."""
+    """What the figures were measured on: the CPU, the flags of it that matter, the load."""
     flags: set[str] = set()
+    cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("flags"):
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(),
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "flags": [f for f in wanted if f in flags],
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
@@ -200,10 +203,10 @@ def plot(rows: Sequence[Row], path: str) -> bool:
     configs = list(dict.fromkeys(r.config for r in rows))
     panels = (("speedup", "speed vs TF native (x, median latency)"), ("engines", "engines"),
               ("ops_converted_pct", "% of ops converted"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.2, 1.6 * len(models)) * len(panels),
-                                                      3.8), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 1.5 * len(models)),
+                                                      3.0 * len(panels)), squeeze=False)
     width = 0.8 / len(configs)
-    for ax, (key, title) in zip(axes[0], panels, strict=True):
+    for ax, (key, title) in zip(axes[:, 0], panels, strict=True):
         for k, cfg in enumerate(configs):
             values = [next((getattr(r, key) for r in rows if group(r) == m and r.config == cfg),
                            0) for m in models]
@@ -213,7 +216,7 @@ def plot(rows: Sequence[Row], path: str) -> bool:
         ax.set_title(title)
         ax.tick_params(axis="x", labelsize="small")
     axes[0][0].axhline(1.0, color="grey", linewidth=0.8)
-    axes[0][0].legend(fontsize="small")
+    axes[0][0].legend(fontsize="small", ncol=len(configs))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
