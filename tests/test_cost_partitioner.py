@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import numpy as np
@@ -86,6 +87,10 @@ def test_measured_model_times_the_candidates(chain_dir: str, caplog) -> None:
                for r in caplog.records)
     assert conv._conversion.partitioner == "cost"
     _check_outputs(fn)
+    from tftrt.compiler import measure
+
+    gc.collect()
+    assert measure._BUILT == {}  # the candidates' engines went with the partitioning
 
 
 def test_measured_costs_are_sane(chain_dir: str) -> None:

@@ -59,9 +59,9 @@ MAX_CALLS = 60
 COMPARE_BUDGET_MS = 800.0  # for each whole partition the partitioner checks
 COMPARE_MAX_CALLS = 120
 _CANDIDATES = itertools.count()
-# request graph -> candidate -> (plan, lowering, EngineOp): built once for costing and
-# again for comparing partitions
-_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# id(request) -> candidate -> (plan, lowering, EngineOp): built once for costing and for
+# comparing partitions, and dropped with the request (its engines are not the conversion's)
+_BUILT: dict[int, dict[frozenset[str], tuple[Any, Any, EngineOp]]] = {}
 
 
 def median_ms(fn: Callable[[], object], budget_ms: float = BUDGET_MS) -> float:
@@ -240,8 +240,11 @@ def _native_graph(request: PartitionRequest):
 
 
 def _built(request: PartitionRequest, segment: frozenset[str]):
-    """(plan, lowering, EngineOp) of a candidate, built once per request's graph."""
-    cache = _BUILT.setdefault(request.graph, {})
+    """(plan, lowering, EngineOp) of a candidate, built once per request."""
+    cache = _BUILT.get(id(request))
+    if cache is None:
+        cache = _BUILT[id(request)] = {}
+        weakref.finalize(request, _BUILT.pop, id(request), None)
     if segment not in cache:
         plan = plan_segment(request.graph, segment)
         op, lowered = _engine_op(request, plan)

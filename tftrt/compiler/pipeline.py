@@ -171,6 +171,7 @@ def _compile(frozen: FrozenModel, opts: CompileOptions, registry: Registry,
             inputs=sig_in, outputs=sig_out)
         marked, result = partition.partition(request, opts.partitioner, registry,
                                              at(AFTER_SEGMENTATION))
+        del request  # what a cost model built for it (candidate engines) goes with it
         records += result.passes
         segments = result.segments
         _count(counts, marked, result.capped, segment.cap_reason(cap))
