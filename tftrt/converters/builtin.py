@@ -8,6 +8,7 @@ from tftrt.converters import (
     control_flow,
     conv,
     elementwise,
+    filling,
     image,
     indexing,
     matrix,
@@ -18,6 +19,7 @@ from tftrt.converters import (
     slicing,
     special,
     spectral,
+    splitting,
     structural,
     variables,
 )
@@ -30,4 +32,4 @@ from tftrt.plugins.types import OpConverter
 def tftrt_op_converters() -> list[OpConverter]:
     return collect(structural, elementwise, special, comparison, activations, conv, matrix, shape,
                    reduce, image, indexing, nms, quantization, variables, control_flow,
-                   spectral, slicing)
+                   spectral, slicing, splitting, filling)
