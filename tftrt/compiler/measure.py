@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
 import statistics
 import time
 import weakref
@@ -262,14 +263,25 @@ def compare(request: PartitionRequest, partitions: Sequence[Sequence[frozenset[s
     binding = PyFuncBinding()
     feeds = _feeds(request)
     native = _native_graph(request)
-    runs = []
+    runs: list[Callable[[], object] | None] = []
     for partition in partitions:
         if not partition:
             runs.append(lambda: native(*feeds))
             continue
-        whole = _in_place(request, [_built(request, frozenset(s)) for s in partition], binding)
+        try:
+            whole = _in_place(request, [_built(request, frozenset(s)) for s in partition],
+                              binding)
+            whole(*feeds)
+        except (LoweringError, RuntimeError, ValueError, tf.errors.OpError) as exc:
+            log.info("cost model: a partition of %d segments does not run (%s)",
+                     len(partition), exc)
+            runs.append(None)  # costs infinity, as a candidate that does not build
+            continue
         runs.append(lambda f=whole: f(*feeds))
-    return medians_ms(runs, COMPARE_BUDGET_MS, max_calls=COMPARE_MAX_CALLS)
+    ready = [r for r in runs if r is not None]
+    timed = medians_ms(ready, COMPARE_BUDGET_MS, max_calls=COMPARE_MAX_CALLS) if ready else []
+    it = iter(timed)
+    return [math.inf if r is None else next(it) for r in runs]
 
 
 def estimate(request: PartitionRequest, segments: Sequence[frozenset[str]],
