@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import platform
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
 import numpy as np
+
+from tftrt.engines import cpu
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
          "amx_int8", "amx_bf16")
@@ -108,25 +109,8 @@ class PeakRSS:
 
 def cpu_flags() -> list[str]:
     """The instruction-set features that figures depend on, as /proc/cpuinfo lists them."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            text = f.read()
-    except OSError:
-        return []
-    line = re.search(r"^flags\s*:(.*)$", text, re.M)
-    have = set(line.group(1).split()) if line else set()
+    have = cpu.cpu_flags()
     return [f for f in FLAGS if f in have]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _version(dist: str) -> str | None:
@@ -160,7 +144,7 @@ def machine() -> dict:
     versions = {d: _version(d) for d in ("tftrt", "tensorflow-cpu", "tensorflow", "keras",
                                           "keras-hub", "openvino", "onnxruntime", "onnx",
                                           "tf2onnx", "numpy")}
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "flags": cpu_flags(),
+    return {"cpu": cpu.cpu_model(), "cores": os.cpu_count(), "flags": cpu_flags(),
             "python": platform.python_version(), "os": platform.platform(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "versions": {k: v for k, v in versions.items() if v}}

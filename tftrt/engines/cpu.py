@@ -11,20 +11,33 @@ ISA_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl
                 "amx_bf16", "amx_int8", "asimd", "sve", "sve2", "bf16", "i8mm")
 
 
+def _cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return frozenset()
     flags: set[str] = set()
-    for line in text.splitlines():
+    for line in _cpuinfo().splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             flags.update(value.split())
     return frozenset(flags)
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (else what Python knows)."""
+    for line in _cpuinfo().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return platform.processor() or "unknown"
 
 
 def isa_signature() -> str:

@@ -70,21 +70,11 @@ class Row:
 
 def machine() -> dict:
     """What the figures were measured on: the CPU, the flags of it that matter, the load."""
-    flags: set[str] = set()
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    from tftrt.engines.cpu import cpu_flags, cpu_model
+
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "flags": [f for f in wanted if f in flags],
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "flags": [f for f in wanted if f in cpu_flags()],
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
