@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tftrt.engines.cpu import cpu_flags, cpu_model
+
 NATIVE = "native"
 
 
@@ -70,8 +72,6 @@ class Row:
 
 def machine() -> dict:
     """What the figures were measured on: the CPU, the flags of it that matter, the load."""
-    from tftrt.engines.cpu import cpu_flags, cpu_model
-
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "flags": [f for f in wanted if f in cpu_flags()],
