@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from tftrt.commands import bench, convert, data, report, summary
 from tftrt.errors import TftrtError
+from tftrt.research import models as research_models
 
 
 def median_ms(fn: Callable[[], object], calls: int, warmup: int = 5) -> float:
@@ -160,8 +161,8 @@ def _add_compare_partitioners(sub: argparse._SubParsersAction) -> None:
     cmp = sub.add_parser("compare-partitioners",
                          help="compare partitioners on models: a table and plots")
     cmp.add_argument("models", nargs="+",
-                     help="SavedModel directories or built-in names (cut-chain, mobilenet_v2, "
-                          "resnet50)")
+                     help="SavedModel directories or built-in names "
+                          f"({', '.join(research_models.MODELS)})")
     cmp.add_argument("--config", action="append",
                      help="native or PARTITIONER[/COST_MODEL]@MINIMUM_SEGMENT_SIZE "
                           f"(repeatable; default {' '.join(DEFAULT_CONFIGS)})")
