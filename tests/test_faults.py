@@ -94,7 +94,7 @@ def test_engine_run_failure_falls_back(mlp, deny, monkeypatch, caplog) -> None:
     assert_tf_results_with_one_warning(fn, conv.engines, caplog, 2, "injected engine failure")
     for op in conv.engines.values():
         assert (op.stats.run_failures, op.stats.native_calls, op.stats.engine_calls) == (2, 2, 1)
-        # counted before the engine ran, taken back when it failed
+        # a run that failed counts no shape as run on the engine
         assert sum(op.stats.engine_shapes.values()) == 1
     assert "failures: 0 build, 2 run" in summary_text(conv)
     monkeypatch.setenv("TF_TRT_ALLOW_ENGINE_NATIVE_SEGMENT_EXECUTION", "0")
